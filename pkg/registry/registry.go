@@ -5,6 +5,8 @@
 package registry
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -53,9 +55,10 @@ type Resource struct {
 
 	// Columns are the columns of `kubectl get` for this resource, in
 	// Kubernetes' order; those with Priority 1 appear only with -o wide.
-	// Row returns the cells of one object, one per column.
+	// Row returns the cells of one object, one per column; now is passed in
+	// for the AGE column (a duration string such as "5m", as Kubernetes prints).
 	Columns []metav1.TableColumnDefinition
-	Row     func(obj runtime.Object) []interface{}
+	Row     func(obj runtime.Object, now time.Time) []interface{}
 
 	// Fields returns the fields a field selector may match, including
 	// metadata.name and metadata.namespace.
