@@ -36,7 +36,7 @@ func sandboxOK() []sandboxInstance {
 
 func inst(name string, attempt uint32, state runtimeapi.ContainerState, exit int32, started, finished time.Time) containerInstance {
 	return containerInstance{ID: name + "-" + string(rune('0'+attempt)), SandboxID: "sb1", Name: name, Attempt: attempt,
-		Init: name[0] == 'i', // init containers are named i1, i2 in these tests
+		Init:  name[0] == 'i', // init containers are named i1, i2 in these tests
 		State: state, ExitCode: exit, StartedAt: started, FinishedAt: finished, Hash: containerHash(&v1.Container{Image: "img"})}
 }
 
