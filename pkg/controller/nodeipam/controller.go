@@ -1,0 +1,209 @@
+// Package nodeipam gives every Node a pod CIDR (spec.podCIDR and
+// spec.podCIDRs) carved out of the cluster CIDR, one fixed-size block per
+// node, and takes it back when the node is deleted. The kubelet numbers its
+// pods from that block and nodes route each other's blocks.
+//
+// Allocator is the deciding part; Controller is the informer/workqueue shell.
+// The allocation map lives only in memory and is rebuilt from the nodes'
+// spec.podCIDR at start, so a restart converges from the API server alone.
+package nodeipam
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Defaults, as `skiff server` documents them.
+const (
+	DefaultClusterCIDR = "10.42.0.0/16"
+	DefaultMaskSize    = 24
+)
+
+// ErrCacheSync means the informers did not sync before the context ended.
+var ErrCacheSync = errors.New("nodeipam: caches did not sync")
+
+// Controller assigns pod CIDRs to nodes.
+type Controller struct {
+	client      kubernetes.Interface
+	log         *slog.Logger
+	nodes       corelisters.NodeLister
+	synced      cache.InformerSynced
+	queue       workqueue.TypedRateLimitingInterface[string]
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+
+	mu       sync.Mutex
+	alloc    *Allocator
+	assigned map[string]string // node name -> pod CIDR
+}
+
+// New builds the controller; clusterCIDR and maskSize default when empty/0.
+func New(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger, clusterCIDR string, maskSize int) (*Controller, error) {
+	if clusterCIDR == "" {
+		clusterCIDR = DefaultClusterCIDR
+	}
+	if maskSize == 0 {
+		maskSize = DefaultMaskSize
+	}
+	alloc, err := NewAllocator(clusterCIDR, maskSize)
+	if err != nil {
+		return nil, err
+	}
+	inf := factory.Core().V1().Nodes()
+	b := record.NewBroadcaster()
+	c := &Controller{
+		client:      client,
+		log:         log.With("controller", "nodeipam"),
+		nodes:       inf.Lister(),
+		synced:      inf.Informer().HasSynced,
+		broadcaster: b,
+		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: "cidrAllocator"}),
+		alloc:       alloc,
+		assigned:    map[string]string{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodeipam"}),
+	}
+	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	})
+	return c, nil
+}
+
+func (c *Controller) enqueue(obj any) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		c.queue.Add(key)
+	}
+}
+
+// Run rebuilds the allocation from existing nodes, then assigns CIDRs until
+// ctx ends. Allocation is serialised, so workers is ignored beyond one.
+func (c *Controller) Run(ctx context.Context, _ int) error {
+	defer c.queue.ShutDown()
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	defer c.broadcaster.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
+		return ErrCacheSync
+	}
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	for _, n := range nodes {
+		c.occupyLocked(n)
+	}
+	c.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c.processNext(ctx) {
+		}
+	}()
+	<-ctx.Done()
+	c.queue.ShutDown()
+	<-done
+	return nil
+}
+
+// occupyLocked records the CIDR node already has.
+func (c *Controller) occupyLocked(n *v1.Node) {
+	if n.Spec.PodCIDR == "" {
+		return
+	}
+	if _, err := c.alloc.Occupy(n.Spec.PodCIDR); err != nil {
+		c.log.Warn("node has a pod CIDR outside the cluster CIDR", "node", n.Name, "podCIDR", n.Spec.PodCIDR)
+		return
+	}
+	c.assigned[n.Name] = n.Spec.PodCIDR
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	if err := c.sync(ctx, key); err != nil {
+		c.log.Info("sync failed, requeuing", "node", key, "err", err)
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	return true
+}
+
+func (c *Controller) sync(ctx context.Context, name string) error {
+	node, err := c.nodes.Get(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if apierrors.IsNotFound(err) {
+		if cidr, ok := c.assigned[name]; ok {
+			delete(c.assigned, name)
+			if err := c.alloc.Release(cidr); err != nil {
+				return nil
+			}
+			c.log.Debug("released pod CIDR", "node", name, "podCIDR", cidr)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if node.Spec.PodCIDR != "" {
+		if c.assigned[name] != node.Spec.PodCIDR {
+			c.occupyLocked(node)
+		}
+		return nil
+	}
+	cidr, ok := c.assigned[name] // allocated earlier, cache not caught up yet
+	if !ok {
+		p, err := c.alloc.Allocate()
+		if errors.Is(err, ErrFull) {
+			c.recorder.Eventf(node, v1.EventTypeNormal, "CIDRNotAvailable", "Node %s status is now: CIDRNotAvailable", name)
+			return fmt.Errorf("nodeipam: node %s: %w", name, err)
+		}
+		if err != nil {
+			return err
+		}
+		cidr = p.String()
+		c.assigned[name] = cidr
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"podCIDR": cidr, "podCIDRs": []string{cidr}}})
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = c.client.CoreV1().Nodes().Patch(pctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		delete(c.assigned, name)
+		_ = c.alloc.Release(cidr)
+		return nil
+	}
+	if err != nil {
+		c.recorder.Eventf(node, v1.EventTypeWarning, "CIDRAssignmentFailed", "Node %s status is now: CIDRAssignmentFailed", name)
+		return fmt.Errorf("nodeipam: assign %s to %s: %w", cidr, name, err)
+	}
+	c.log.Debug("assigned pod CIDR", "node", name, "podCIDR", cidr)
+	return nil
+}
