@@ -159,10 +159,10 @@ func listeningInodes(file string, port int) []string {
 	return out
 }
 
-// cgroups finds the cgroup version and the controllers skiff uses that are
-// missing.
+// cgroups finds the cgroup version and the controllers that container limits
+// need (cpu, memory) that are missing.
 func (g gatherer) cgroups() Cgroups {
-	want := []string{"cpu", "memory", "pids"}
+	want := []string{"cpu", "memory"}
 	if ctl := g.readTrim("sys/fs/cgroup/cgroup.controllers"); ctl != "" || g.exists("sys/fs/cgroup/cgroup.controllers") {
 		have := map[string]bool{}
 		for _, c := range strings.Fields(ctl) {
@@ -176,7 +176,7 @@ func (g gatherer) cgroups() Cgroups {
 		}
 		return cg
 	}
-	marker := map[string]string{"cpu": "cpu.shares", "memory": "memory.limit_in_bytes", "pids": "pids.max"}
+	marker := map[string]string{"cpu": "cpu.shares", "memory": "memory.limit_in_bytes"}
 	cg := Cgroups{Version: 1}
 	for _, c := range want {
 		if !g.exists(filepath.Join("sys/fs/cgroup", c, marker[c])) {

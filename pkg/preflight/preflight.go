@@ -123,7 +123,7 @@ type PortState struct {
 // Cgroups is what is mounted at /sys/fs/cgroup.
 type Cgroups struct {
 	Version int      // 0 when not mounted, 1 or 2
-	Missing []string // controllers skiff uses (cpu, memory, pids) that are absent
+	Missing []string // controllers container limits need (cpu, memory) that are absent
 }
 
 // Host is a snapshot of the facts the checks decide on.
@@ -233,11 +233,15 @@ func Evaluate(opts Options, h Host) []Result {
 		add("cgroups", Error, "no cgroups mounted at /sys/fs/cgroup: container limits cannot be applied",
 			"mount -t cgroup2 none /sys/fs/cgroup")
 	case len(h.Cgroups.Missing) > 0:
-		add("cgroups", Warning, fmt.Sprintf("cgroup v%d lacks the %s controller(s): those limits are not enforced",
-			h.Cgroups.Version, strings.Join(h.Cgroups.Missing, ", ")),
-			"enable them on the kernel command line, e.g. cgroup_enable=memory")
+		fix := "boot with cgroup_enable=" + strings.Join(h.Cgroups.Missing, ",")
+		if h.Cgroups.Version == 1 {
+			c := h.Cgroups.Missing[0]
+			fix = "mount it: mkdir -p /sys/fs/cgroup/" + c + " && mount -t cgroup -o " + c + " cgroup /sys/fs/cgroup/" + c
+		}
+		add("cgroups", Warning, fmt.Sprintf("cgroup v%d lacks the %s controller: those limits are not enforced",
+			h.Cgroups.Version, strings.Join(h.Cgroups.Missing, " and ")), fix)
 	default:
-		add("cgroups", OK, fmt.Sprintf("cgroup v%d with cpu, memory and pids", h.Cgroups.Version), "")
+		add("cgroups", OK, fmt.Sprintf("cgroup v%d with cpu and memory", h.Cgroups.Version), "")
 	}
 
 	switch h.IPForward {
