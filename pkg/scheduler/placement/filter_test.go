@@ -143,7 +143,9 @@ func TestFilterNodeAffinity(t *testing.T) {
 	terms := func(ts ...v1.NodeSelectorTerm) *v1.Affinity {
 		return &v1.Affinity{NodeAffinity: &v1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &v1.NodeSelector{NodeSelectorTerms: ts}}}
 	}
-	expr := func(rs ...v1.NodeSelectorRequirement) v1.NodeSelectorTerm { return v1.NodeSelectorTerm{MatchExpressions: rs} }
+	expr := func(rs ...v1.NodeSelectorRequirement) v1.NodeSelectorTerm {
+		return v1.NodeSelectorTerm{MatchExpressions: rs}
+	}
 	tests := []struct {
 		name     string
 		selector map[string]string
