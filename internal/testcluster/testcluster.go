@@ -4,7 +4,13 @@
 package testcluster
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -18,6 +24,10 @@ type Cluster struct {
 	Client     kubernetes.Interface // typed client built from Config
 	Kubeconfig string               // path of the admin kubeconfig, for kubectl
 	DataDir    string
+	URL        string
+	Server     server.Config // the configuration it runs with, for Restart
+
+	stop func()
 }
 
 // Options choose what runs besides etcd and the API server. The agent never
@@ -27,12 +37,91 @@ type Options struct {
 	Controllers bool
 	// Tweak, when set, may change the server's configuration before start.
 	Tweak func(*server.Config)
+	// Log receives the server's logs; discarded when nil unless SKIFF_TEST_LOG is set.
+	Log *slog.Logger
 }
 
 // Start starts a cluster in a temporary directory and stops it when the test
 // ends.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	t.Skip("testcluster: not implemented yet")
-	return nil
+	cfg := server.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.BindAddress = "127.0.0.1"
+	cfg.AdvertiseAddress = "127.0.0.1"
+	cfg.HTTPSPort = freePort(t)
+	cfg.EtcdClientPort = freePort(t)
+	cfg.EtcdPeerPort = freePort(t)
+	cfg.DisableAgent = true
+	cfg.DisableScheduler = !opts.Scheduler
+	cfg.DisableControllers = !opts.Controllers
+	cfg.Log = opts.Log
+	if cfg.Log == nil {
+		if os.Getenv("SKIFF_TEST_LOG") != "" {
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		} else {
+			cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+	}
+	if opts.Tweak != nil {
+		opts.Tweak(&cfg)
+	}
+	c := &Cluster{DataDir: cfg.DataDir, Server: cfg}
+	c.start(t)
+	t.Cleanup(c.Stop)
+	return c
+}
+
+func (c *Cluster) start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *server.Running, 1)
+	done := make(chan error, 1)
+	go func() { done <- server.RunWith(ctx, c.Server, func(r *server.Running) { ready <- r }) }()
+	select {
+	case r := <-ready:
+		c.Config = r.Admin
+		c.Kubeconfig = r.Kubeconfig
+		c.URL = r.URL
+	case err := <-done:
+		cancel()
+		t.Fatalf("testcluster: server did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("testcluster: server not ready after 60s")
+	}
+	c.Client = kubernetes.NewForConfigOrDie(c.Config)
+	c.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("testcluster: server did not stop within 30s")
+		}
+	}
+}
+
+// Stop stops the cluster; its data stays until the test ends.
+func (c *Cluster) Stop() {
+	if c.stop != nil {
+		c.stop()
+		c.stop = nil
+	}
+}
+
+// Restart stops the cluster and starts it again on the same data and ports.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	c.Stop()
+	c.start(t)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testcluster: no free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
