@@ -11,6 +11,7 @@
 #   scripts/test.sh              all steps
 #   scripts/test.sh fmt vet      only those steps
 #   SKIFF_SOAK=1 scripts/test.sh long scale runs too (tests read SKIFF_SOAK), longer timeouts
+#   SKIFF_PKGS="./pkg/pki/..." scripts/test.sh vet unit   only some packages (default ./...)
 #
 # Exits non-zero when any step fails; later steps still run so one run shows
 # every failure.
@@ -34,6 +35,9 @@ if [[ "${SKIFF_SOAK:-}" == 1 ]]; then
 else
 	TIMEOUT=${SKIFF_TEST_TIMEOUT:-12m}
 fi
+
+# Word-split on purpose: SKIFF_PKGS may name several patterns.
+read -r -a PKGS <<<"${SKIFF_PKGS:-./...}"
 
 failed=()
 step() { printf '\n==> %s\n' "$*"; }
@@ -85,8 +89,8 @@ do_fmt() {
 }
 
 do_vet() {
-	step "go vet ./..."
-	go vet ./...
+	step "go vet ${PKGS[*]}"
+	go vet "${PKGS[@]}"
 }
 
 do_build() {
@@ -96,7 +100,7 @@ do_build() {
 
 do_bench() {
 	step "benchmarks once (-benchtime=1x)"
-	go test -run '^$' -bench . -benchtime=1x -timeout "$TIMEOUT" ./...
+	go test -run '^$' -bench . -benchtime=1x -timeout "$TIMEOUT" "${PKGS[@]}"
 }
 
 do_race() {
@@ -113,8 +117,8 @@ do_race() {
 }
 
 do_unit() {
-	step "go test ./..."
-	go test -timeout "$TIMEOUT" ./...
+	step "go test ${PKGS[*]}"
+	go test -timeout "$TIMEOUT" "${PKGS[@]}"
 }
 
 steps=("$@")
