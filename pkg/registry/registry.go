@@ -52,6 +52,11 @@ type Resource struct {
 	// kubernetes finalizer). The handler already clears status for resources
 	// with a status subresource.
 	PrepareForCreate func(obj runtime.Object)
+	// PrepareForUpdate, when set, carries over from old what a client may
+	// leave out of an update but must not lose (a Service's allocated
+	// clusterIP, a Namespace's spec.finalizers). It is called before Default
+	// on updates of the main resource; nil means nothing to carry over.
+	PrepareForUpdate func(obj, old runtime.Object)
 
 	// Columns are the columns of `kubectl get` for this resource, in
 	// Kubernetes' order; those with Priority 1 appear only with -o wide.
