@@ -144,9 +144,15 @@ func validateServerConfig(c server.Config) error {
 
 // preflightOptions are the checks that apply to a server started with cfg.
 func preflightOptions(cfg server.Config) preflight.Options {
+	ports := preflight.ServerPorts(cfg.BindAddress, cfg.HTTPSPort, cfg.EtcdClientPort, cfg.EtcdPeerPort, len(cfg.EtcdServers) == 0)
+	if !cfg.DisableAgent {
+		kubelet := preflight.KubeletPort(0)
+		kubelet.Flag = "--disable-agent" // skiff server cannot move the port, but can run without it
+		ports = append(ports, kubelet)
+	}
 	return preflight.Options{
 		DataDir: cfg.DataDir,
-		Ports:   preflight.ServerPorts(cfg.BindAddress, cfg.HTTPSPort, cfg.EtcdClientPort, cfg.EtcdPeerPort, len(cfg.EtcdServers) == 0),
+		Ports:   ports,
 		Agent:   !cfg.DisableAgent,
 		Command: "skiff server",
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,18 @@ func TestPreflightOptions(t *testing.T) {
 	o := preflightOptions(c)
 	if o.Agent || len(o.Ports) != 1 || o.Ports[0].Port != 7443 || o.Ports[0].Flag != "--https-port" {
 		t.Errorf("preflightOptions(external etcd, no agent) = %+v, want only port 7443 and no agent checks", o)
+	}
+	c, err = parseServerFlags(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = preflightOptions(c)
+	var ports []int
+	for _, p := range o.Ports {
+		ports = append(ports, p.Port)
+	}
+	if !o.Agent || !slices.Equal(ports, []int{6443, 2379, 2380, 10250}) || o.Ports[3].Flag != "--disable-agent" {
+		t.Errorf("preflightOptions(defaults) = %+v, want agent checks and ports 6443 2379 2380 10250", o)
 	}
 }
 

@@ -50,7 +50,8 @@ const (
 	servingKeyFile  = "serving.key"
 	adminCertFile   = "admin.crt"
 	adminKeyFile    = "admin.key"
-	tokenFile       = "token"
+	tokenFile       = "token"      // the admin bearer secret
+	joinTokenFile   = "join-token" // what `skiff agent --token` takes
 )
 
 // defaultSANs are the names every in-cluster client may use for the API server.
@@ -75,6 +76,7 @@ type Bundle struct {
 
 // Ensure loads the cluster's certificates from dir, creating what is missing
 // on first start, and regenerates the serving certificate when hosts changed.
+// It also writes dir/join-token, the token agents join with.
 // hosts should include the advertise address and the first IP of the service
 // range; the well-known in-cluster names are always added.
 func Ensure(dir string, hosts []string) (*Bundle, error) {
@@ -110,6 +112,11 @@ func ensure(dir string, hosts []string, now time.Time) (*Bundle, error) {
 		return nil, err
 	}
 	if err := b.ensureToken(); err != nil {
+		return nil, err
+	}
+	// The join token is derived, but kept as a file so an operator can copy
+	// it to `skiff agent --token` without running anything.
+	if err := writeFile(b.path(joinTokenFile), []byte(b.JoinToken()+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	return b, nil

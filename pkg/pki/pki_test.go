@@ -77,7 +77,7 @@ func TestEnsureCreatesAndReloads(t *testing.T) {
 
 	modes := map[string]os.FileMode{
 		"ca.crt": 0o644, "ca.key": 0o600, "serving.crt": 0o644, "serving.key": 0o600,
-		"admin.crt": 0o644, "admin.key": 0o600, "token": 0o600,
+		"admin.crt": 0o644, "admin.key": 0o600, "token": 0o600, "join-token": 0o600,
 	}
 	for name, want := range modes {
 		fi, err := os.Stat(filepath.Join(dir, name))
@@ -90,6 +90,9 @@ func TestEnsureCreatesAndReloads(t *testing.T) {
 	}
 	if len(b.Token) < 32 {
 		t.Errorf("Token = %q, want at least 32 characters", b.Token)
+	}
+	if jt, _ := os.ReadFile(filepath.Join(dir, "join-token")); strings.TrimSpace(string(jt)) != b.JoinToken() {
+		t.Errorf("join-token file = %q, want %q", jt, b.JoinToken())
 	}
 
 	wantSANs := []string{"10.43.0.1", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",

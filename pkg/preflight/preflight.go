@@ -106,6 +106,18 @@ func ServerPorts(bind string, httpsPort, etcdClientPort, etcdPeerPort int, embed
 	return ports
 }
 
+// DefaultKubeletPort is where the kubelet serves logs, exec and port-forward.
+const DefaultKubeletPort = 10250
+
+// KubeletPort is the kubelet's HTTPS port on all addresses; 0 means the
+// default. `skiff agent --kubelet-port` moves it.
+func KubeletPort(port int) Port {
+	if port == 0 {
+		port = DefaultKubeletPort
+	}
+	return Port{Host: "0.0.0.0", Port: port, Use: "kubelet", Flag: "--kubelet-port"}
+}
+
 // Thresholds below which the control plane and a few pods do not fit.
 const (
 	minCPUs        = 1.0
