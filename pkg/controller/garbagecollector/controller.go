@@ -1,0 +1,360 @@
+// Package garbagecollector deletes objects whose owners are gone, following
+// metadata.ownerReferences, in the three ways Kubernetes offers: background
+// (the owner goes at once, its dependents after), foreground (the API server
+// marks the owner with the foregroundDeletion finalizer; dependents go first,
+// then the finalizer is removed and the owner goes) and orphan (the orphan
+// finalizer; dependents lose their reference to the owner instead).
+//
+// It watches every resource the API server serves that can be listed,
+// watched and deleted, through dynamic informers that keep only object
+// metadata, and builds an ownership graph from them. Decide is the deciding
+// part; Collector is the shell that resolves owners and writes.
+package garbagecollector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+var (
+	// ErrCacheSync means the informers did not sync before the context ended.
+	ErrCacheSync = errors.New("garbagecollector: caches did not sync")
+	// ErrDiscovery means the API server's resources could not be listed.
+	ErrDiscovery = errors.New("garbagecollector: discovery failed")
+)
+
+// ignored are resources never collected: events are many, short-lived and
+// owned by nobody.
+var ignored = map[schema.GroupResource]bool{
+	{Group: "", Resource: "events"}:              true,
+	{Group: "events.k8s.io", Resource: "events"}: true,
+}
+
+// maxAbsent bounds the memory of owner uids known to be gone.
+const maxAbsent = 10000
+
+// Collector is the garbage collector.
+type Collector struct {
+	dyn   dynamic.Interface
+	disc  discovery.DiscoveryInterface
+	log   *slog.Logger
+	graph *graph
+	queue workqueue.TypedRateLimitingInterface[types.UID]
+
+	mu     sync.Mutex
+	kinds  map[schema.GroupKind]mapping // from discovery
+	absent map[types.UID]bool           // owner uids looked up and not found; uids are never reused
+}
+
+type mapping struct {
+	gvr        schema.GroupVersionResource
+	namespaced bool
+}
+
+// New builds the collector. It discovers resources when it runs.
+func New(dyn dynamic.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Collector {
+	return &Collector{
+		dyn:    dyn,
+		disc:   disc,
+		log:    log.With("controller", "garbagecollector"),
+		graph:  newGraph(),
+		kinds:  map[schema.GroupKind]mapping{},
+		absent: map[types.UID]bool{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
+			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "garbagecollector"}),
+	}
+}
+
+// discover returns the resources to watch and fills the kind mapping.
+func (c *Collector) discover() ([]schema.GroupVersionResource, error) {
+	lists, err := c.disc.ServerPreferredResources()
+	if len(lists) == 0 && err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDiscovery, err)
+	}
+	if err != nil {
+		c.log.Warn("partial discovery", "err", err)
+	}
+	var out []schema.GroupVersionResource
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			continue
+		}
+		for _, r := range l.APIResources {
+			if strings.Contains(r.Name, "/") {
+				continue
+			}
+			gvr := gv.WithResource(r.Name)
+			c.kinds[schema.GroupKind{Group: gv.Group, Kind: r.Kind}] = mapping{gvr: gvr, namespaced: r.Namespaced}
+			verbs := r.Verbs
+			if ignored[gvr.GroupResource()] || !slices.Contains(verbs, "list") || !slices.Contains(verbs, "watch") || !slices.Contains(verbs, "delete") {
+				continue
+			}
+			out = append(out, gvr)
+		}
+	}
+	return out, nil
+}
+
+// Run discovers resources, builds the graph from their informers and
+// collects garbage with the given number of workers until ctx ends.
+func (c *Collector) Run(ctx context.Context, workers int) error {
+	defer c.queue.ShutDown()
+	gvrs, err := c.discover()
+	if err != nil {
+		return err
+	}
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	var synced []cache.InformerSynced
+	for _, gvr := range gvrs {
+		inf := factory.ForResource(gvr).Informer()
+		if err := inf.SetTransform(metadataOnly); err != nil {
+			return fmt.Errorf("garbagecollector: %s: %w", gvr, err)
+		}
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.observe(gvr, obj) },
+			UpdateFunc: func(_, obj any) { c.observe(gvr, obj) },
+			DeleteFunc: func(obj any) { c.forget(obj) },
+		})
+		synced = append(synced, inf.HasSynced)
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return ErrCacheSync
+	}
+	c.log.Info("graph built", "resources", len(gvrs))
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+// metadataOnly keeps only the metadata of cached objects, so the collector's
+// caches cost a fraction of the objects themselves.
+func metadataOnly(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	return &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
+			OwnerReferences: u.GetOwnerReferences(), Finalizers: u.GetFinalizers(), DeletionTimestamp: u.GetDeletionTimestamp(),
+		},
+	}, nil
+}
+
+func (c *Collector) observe(gvr schema.GroupVersionResource, obj any) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	n := &node{
+		gvr: gvr, namespace: m.GetNamespace(), name: m.GetName(), uid: m.GetUID(), rv: m.GetResourceVersion(),
+		owners: m.GetOwnerReferences(), deleting: m.GetDeletionTimestamp() != nil, finalizers: m.GetFinalizers(),
+	}
+	for _, u := range c.graph.upsert(n) {
+		c.queue.Add(u)
+	}
+}
+
+func (c *Collector) forget(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	for _, u := range c.graph.remove(m.GetUID()) {
+		c.queue.Add(u)
+	}
+}
+
+func (c *Collector) processNext(ctx context.Context) bool {
+	uid, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(uid)
+	if err := c.sync(ctx, uid); err != nil {
+		if !apierrors.IsConflict(err) {
+			c.log.Info("collect failed, requeuing", "uid", uid, "err", err)
+		}
+		c.queue.AddRateLimited(uid)
+		return true
+	}
+	c.queue.Forget(uid)
+	return true
+}
+
+func (c *Collector) sync(ctx context.Context, uid types.UID) error {
+	n, it, ok := c.graph.get(uid)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	states := map[types.UID]OwnerState{}
+	if !it.Deleting {
+		for _, o := range n.owners {
+			s, err := c.ownerState(ctx, n.namespace, o)
+			if err != nil {
+				return err
+			}
+			states[o.UID] = s
+		}
+	}
+	plan := Decide(it, states)
+	return c.carryOut(ctx, n, plan)
+}
+
+// ownerState says what became of owner ref of an object in namespace ns:
+// the graph answers for owners it has seen; others are looked up, since the
+// graph may simply not have caught up with a new owner.
+func (c *Collector) ownerState(ctx context.Context, ns string, ref metav1.OwnerReference) (OwnerState, error) {
+	if o, ok := c.graph.owner(ref.UID); ok {
+		if o.waitsForDependents() {
+			return OwnerDeletingDependents, nil
+		}
+		return OwnerPresent, nil
+	}
+	c.mu.Lock()
+	gone := c.absent[ref.UID]
+	gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+	m, known := c.kinds[schema.GroupKind{Group: gv.Group, Kind: ref.Kind}]
+	c.mu.Unlock()
+	if gone {
+		return OwnerAbsent, nil
+	}
+	if !known {
+		c.log.Debug("owner of unknown kind kept as present", "kind", ref.Kind, "apiVersion", ref.APIVersion)
+		return OwnerPresent, nil
+	}
+	if !m.namespaced {
+		ns = ""
+	}
+	obj, err := c.dyn.Resource(m.gvr).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || (err == nil && obj.GetUID() != ref.UID):
+		c.mu.Lock()
+		if len(c.absent) >= maxAbsent {
+			clear(c.absent)
+		}
+		c.absent[ref.UID] = true
+		c.mu.Unlock()
+		return OwnerAbsent, nil
+	case err != nil:
+		return OwnerPresent, fmt.Errorf("garbagecollector: look up owner %s %s/%s: %w", ref.Kind, ns, ref.Name, err)
+	case obj.GetDeletionTimestamp() != nil && slices.Contains(obj.GetFinalizers(), FinalizerForeground):
+		return OwnerDeletingDependents, nil
+	}
+	return OwnerPresent, nil
+}
+
+func (c *Collector) carryOut(ctx context.Context, n node, plan Plan) error {
+	if plan.DeleteDependents {
+		for _, d := range c.graph.dependents(n.uid) {
+			c.queue.Add(d.uid)
+		}
+	}
+	if plan.OrphanDependents {
+		for _, d := range c.graph.dependents(n.uid) {
+			if err := c.dropOwners(ctx, d, []types.UID{n.uid}); err != nil {
+				return err
+			}
+		}
+	}
+	if len(plan.RemoveOwners) > 0 {
+		if err := c.dropOwners(ctx, n, plan.RemoveOwners); err != nil {
+			return err
+		}
+	}
+	if plan.Delete {
+		uid, policy := n.uid, plan.Policy
+		err := c.dyn.Resource(n.gvr).Namespace(n.namespace).Delete(ctx, n.name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy,
+		})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("garbagecollector: delete %s %s/%s: %w", n.gvr.Resource, n.namespace, n.name, err)
+		}
+		if err == nil {
+			c.log.Debug("deleted dependent", "resource", n.gvr.Resource, "namespace", n.namespace, "name", n.name, "policy", policy)
+		}
+	}
+	if plan.RemoveFinalizer != "" {
+		rest := slices.DeleteFunc(slices.Clone(n.finalizers), func(f string) bool { return f == plan.RemoveFinalizer })
+		if err := c.patchMeta(ctx, n, map[string]any{"finalizers": nonNil(rest)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropOwners removes the references to uids from d's ownerReferences.
+func (c *Collector) dropOwners(ctx context.Context, d node, uids []types.UID) error {
+	keep := make([]metav1.OwnerReference, 0, len(d.owners))
+	for _, o := range d.owners {
+		if !slices.Contains(uids, o.UID) {
+			keep = append(keep, o)
+		}
+	}
+	if len(keep) == len(d.owners) {
+		return nil
+	}
+	return c.patchMeta(ctx, d, map[string]any{"ownerReferences": keep})
+}
+
+// patchMeta merge-patches metadata fields of n, guarded by its uid and
+// resourceVersion so a write based on a stale graph fails with a conflict
+// and is retried once the graph has caught up.
+func (c *Collector) patchMeta(ctx context.Context, n node, fields map[string]any) error {
+	fields["uid"] = n.uid
+	fields["resourceVersion"] = n.rv
+	body, err := json.Marshal(map[string]any{"metadata": fields})
+	if err != nil {
+		return err
+	}
+	_, err = c.dyn.Resource(n.gvr).Namespace(n.namespace).Patch(ctx, n.name, types.MergePatchType, body, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("garbagecollector: patch %s %s/%s: %w", n.gvr.Resource, n.namespace, n.name, err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
