@@ -17,6 +17,7 @@ type schema struct {
 	Description          string             `json:"description,omitempty"`
 	Type                 string             `json:"type,omitempty"`
 	Format               string             `json:"format,omitempty"`
+	UniqueItems          bool               `json:"uniqueItems,omitempty"`
 	Items                *schema            `json:"items,omitempty"`
 	Properties           map[string]*schema `json:"properties,omitempty"`
 	AdditionalProperties *schema            `json:"additionalProperties,omitempty"`
