@@ -18,6 +18,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# CI may run with a thin environment: go needs HOME for its caches, and may
+# live outside PATH.
+if [[ -z "${HOME:-}" ]]; then
+	HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
+	export HOME
+fi
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+for d in /usr/local/sbin /usr/sbin /sbin; do # iptables, nft, ip, conntrack
+	[[ ":$PATH:" == *":$d:"* ]] || export PATH="$PATH:$d"
+done
+
 # Packages with goroutines, locks and watches: these also run under -race.
 RACE_PKGS=(
 	./pkg/apiserver/...
