@@ -131,6 +131,11 @@ func New(cfg Config) (*Runtime, error) {
 		r.cgError = "not running as root"
 		r.log.Warn("not running as root: pods share the host network (no pod IPs), volumes are not bind-mounted, and there are no memory or cpu limits", "uid", os.Geteuid())
 	}
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "podcidr")); err == nil && r.root {
+		if err := r.net.SetPodCIDR(string(b)); err != nil {
+			r.log.Warn("remembered pod CIDR not restored", "podCIDR", string(b), "err", err)
+		}
+	}
 	if err := r.load(); err != nil {
 		return nil, fmt.Errorf("process: load state: %w", err)
 	}
@@ -237,6 +242,11 @@ func (r *Runtime) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Updat
 	for _, c := range splitComma(cidr) {
 		if err := r.net.SetPodCIDR(c); err == nil {
 			r.log.Info("pod network ready", "podCIDR", c, "bridge", r.cfg.BridgeName)
+			// Remembered so a restarted runtime serves pods before the
+			// kubelet repeats the call.
+			if err := writeAtomic(filepath.Join(r.cfg.DataDir, "podcidr"), []byte(c)); err != nil {
+				return nil, grpcErr(err)
+			}
 			return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 		} else if !errors.Is(err, podnet.ErrBadCIDR) {
 			return nil, grpcErr(err)
