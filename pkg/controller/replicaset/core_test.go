@@ -87,12 +87,12 @@ func TestRankForDeletion(t *testing.T) {
 		{"doubled-up node first", []*v1.Pod{
 			pod("alone", node("n1"), readySince(time.Hour)), pod("x1", node("n2"), readySince(time.Hour)), pod("x2", node("n2"), readySince(time.Hour))},
 			[]string{"x2", "x1", "alone"}},
-		{"ready for less time first", []*v1.Pod{pod("old", readySince(10 * time.Hour)), pod("new", readySince(time.Minute))}, []string{"new", "old"}},
+		{"ready for less time first", []*v1.Pod{pod("old", readySince(10*time.Hour)), pod("new", readySince(time.Minute))}, []string{"new", "old"}},
 		{"ready times in one power of two fall to restarts", []*v1.Pod{
 			pod("calm", readySince(70*time.Second), restartsN(0)), pod("flaky", readySince(100*time.Second), restartsN(3))},
 			[]string{"flaky", "calm"}},
 		{"more restarts first", []*v1.Pod{pod("r0", restartsN(0)), pod("r5", restartsN(5))}, []string{"r5", "r0"}},
-		{"newer first", []*v1.Pod{pod("older", created(5 * time.Hour)), pod("newer", created(time.Minute))}, []string{"newer", "older"}},
+		{"newer first", []*v1.Pod{pod("older", created(5*time.Hour)), pod("newer", created(time.Minute))}, []string{"newer", "older"}},
 		{"ties by name, descending", []*v1.Pod{pod("a"), pod("c"), pod("b")}, []string{"c", "b", "a"}},
 	}
 	for _, tt := range tests {
