@@ -2,19 +2,68 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
+	"time"
 
+	"github.com/skiff-org/skiff/pkg/agent"
+	"github.com/skiff-org/skiff/pkg/apiserver/openapi"
+	"github.com/skiff-org/skiff/pkg/controllermanager"
 	"github.com/skiff-org/skiff/pkg/registry"
+	"github.com/skiff-org/skiff/pkg/scheduler"
 )
 
-// openAPIHandler serves /openapi/ when the documents can be built.
+// openAPIHandler serves /openapi/ from documents built once at start.
 func openAPIHandler(resources []*registry.Resource, log *slog.Logger) http.Handler {
-	return nil
+	start := time.Now()
+	docs, err := openapi.New(resources, Version.GitVersion)
+	if err != nil {
+		// Without OpenAPI kubectl cannot validate or explain; the API still works.
+		log.Error("building OpenAPI documents failed", "err", err)
+		return nil
+	}
+	log.Debug("built OpenAPI documents", "took", time.Since(start))
+	return docs
 }
 
 // startComponents starts the scheduler, the controller manager and the
 // agent, each talking to the API server over loopback like any client.
 func startComponents(ctx context.Context, wg *sync.WaitGroup, errc chan<- error, cfg Config, run *Running) {
+	launch := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	log := cfg.Log
+	if !cfg.DisableScheduler {
+		launch("scheduler", func(ctx context.Context) error {
+			return scheduler.Run(ctx, scheduler.Config{Client: run.Admin, Log: log.With("component", "scheduler")})
+		})
+	}
+	if !cfg.DisableControllers {
+		launch("controller manager", func(ctx context.Context) error {
+			return controllermanager.Run(ctx, controllermanager.Config{
+				Client: run.Admin, Log: log.With("component", "controller-manager"),
+				LeaderElect: cfg.LeaderElect, NodeMonitorGracePeriod: cfg.NodeMonitorGracePeriod,
+				ClusterCIDR: cfg.ClusterCIDR,
+			})
+		})
+	}
+	if !cfg.DisableAgent {
+		launch("agent", func(ctx context.Context) error {
+			return agent.Run(ctx, agent.Config{
+				RestConfig: run.Admin, DataDir: filepath.Join(cfg.DataDir, "agent"),
+				ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+				NodeIP: cfg.AdvertiseAddress, ControlPlane: true,
+				Log: log.With("component", "agent"),
+			})
+		})
+	}
 }
