@@ -53,7 +53,9 @@ spec:
       containers: [{name: web, image: "nginx:1"}]
 `
 
-func deploy(mod string) string { return strings.Replace(deployBase, "spec:\n  selector", "spec:\n"+mod+"  selector", 1) }
+func deploy(mod string) string {
+	return strings.Replace(deployBase, "spec:\n  selector", "spec:\n"+mod+"  selector", 1)
+}
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
@@ -302,7 +304,6 @@ func TestValidateGlobalDefault(t *testing.T) {
 		}
 	}
 }
-
 
 func mustAccessor(obj runtime.Object) metav1.Object {
 	m, err := meta.Accessor(obj)
