@@ -230,3 +230,7 @@ func runControllers(ctx context.Context, cfg Config, rc *rest.Config, client kub
 	close(errs)
 	return <-errs // nil when every controller ended with ctx
 }
+
+// EndpointSliceManagedBy is the managed-by label value of the slices this
+// controller manager writes.
+const EndpointSliceManagedBy = endpointslice.ManagedBy

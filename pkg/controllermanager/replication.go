@@ -5,12 +5,15 @@ import (
 
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-org/skiff/pkg/controller/replicaset"
 )
 
-// replication returns the ReplicaSet, ReplicationController and Deployment
-// controllers. Those packages are being written alongside; until they land
-// this returns none.
+// replication returns the ReplicaSet, ReplicationController and (once its
+// package lands) Deployment controllers.
 func replication(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger) []controller {
-	_, _, _ = client, factory, log
-	return nil
+	return []controller{
+		{"replicaset", 5, replicaset.NewReplicaSet(client, factory, log)},
+		{"replicationcontroller", 5, replicaset.NewReplicationController(client, factory, log)},
+	}
 }
