@@ -277,6 +277,10 @@ func validateEndpointsObj(obj, _ runtime.Object) field.ErrorList {
 	return errs
 }
 
+// validateEndpointAddress checks one address. Unlike Kubernetes, loopback
+// addresses are allowed: a one-host skiff (and every test cluster) advertises
+// the API server on 127.0.0.1, and pods without their own network namespace
+// share the host's addresses.
 func validateEndpointAddress(a corev1.EndpointAddress, fldPath *field.Path) field.ErrorList {
 	errs := validation.IsValidIP(fldPath.Child("ip"), a.IP)
 	if len(errs) == 0 {
@@ -284,8 +288,6 @@ func validateEndpointAddress(a corev1.EndpointAddress, fldPath *field.Path) fiel
 		switch {
 		case ip.IsUnspecified():
 			errs = append(errs, field.Invalid(fldPath.Child("ip"), a.IP, "may not be unspecified (0.0.0.0)"))
-		case ip.IsLoopback():
-			errs = append(errs, field.Invalid(fldPath.Child("ip"), a.IP, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
 		case ip.IsLinkLocalUnicast():
 			errs = append(errs, field.Invalid(fldPath.Child("ip"), a.IP, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
 		case ip.IsLinkLocalMulticast():
