@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-org/skiff/pkg/runtime/process"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // The process runtime re-executes this binary as `skiff runtime-shim DIR`
@@ -17,7 +17,7 @@ func init() {
 			Hidden:             true,
 			DisableFlagParsing: true,
 			Run: func(cmd *cobra.Command, args []string) {
-				os.Exit(process.ShimMain(args))
+				os.Exit(shim.Main(args))
 			},
 		}
 	})

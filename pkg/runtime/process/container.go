@@ -19,6 +19,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiff-org/skiff/pkg/cgroups"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // ReasonNeedsCommand is the reason a container without a command ends with:
@@ -91,7 +92,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 	if err := writeProto(filepath.Join(dir, "config.pb"), cfg); err != nil {
 		return fail(err)
 	}
-	if err := writeJSON(filepath.Join(dir, "container.json"), c); err != nil {
+	if err := shim.WriteJSON(filepath.Join(dir, "container.json"), c); err != nil {
 		return fail(err)
 	}
 	r.mu.Lock()
@@ -124,12 +125,12 @@ func (r *Runtime) StartContainer(ctx context.Context, req *runtimeapi.StartConta
 	}
 	spec := r.shimSpecFor(c, s, argv)
 	dir := r.containerDir(c.ID)
-	if err := writeJSON(filepath.Join(dir, "shim.json"), spec); err != nil {
+	if err := shim.WriteJSON(filepath.Join(dir, "shim.json"), spec); err != nil {
 		return nil, grpcErr(err)
 	}
 	rep, err := r.runShim(dir)
 	if err != nil {
-		rep = shimReport{Reason: "StartError", Error: err.Error()}
+		rep = shim.Report{Reason: "StartError", Error: err.Error()}
 	}
 	if rep.Error != "" {
 		r.recordStartFailure(c.ID, rep.Reason, rep.Error)
@@ -143,23 +144,23 @@ func (r *Runtime) StartContainer(ctx context.Context, req *runtimeapi.StartConta
 // exit code 128, as container runtimes report a failed start.
 func (r *Runtime) recordStartFailure(id, reason, msg string) {
 	now := r.cfg.Now().UnixNano()
-	st := ctrStatus{State: "exited", StartedAt: 0, FinishedAt: now, ExitCode: 128, Reason: reason, Message: msg}
-	if err := writeJSON(filepath.Join(r.containerDir(id), "status.json"), st); err != nil {
+	st := shim.Status{State: "exited", StartedAt: 0, FinishedAt: now, ExitCode: 128, Reason: reason, Message: msg}
+	if err := shim.WriteJSON(filepath.Join(r.containerDir(id), "status.json"), st); err != nil {
 		r.log.Error("record start failure", "container", id, "err", err)
 	}
 }
 
-func (r *Runtime) shimSpecFor(c *containerMeta, s *sandboxMeta, argv []string) shimSpec {
+func (r *Runtime) shimSpecFor(c *containerMeta, s *sandboxMeta, argv []string) shim.Spec {
 	cfg := c.config
-	spec := shimSpec{Argv: argv, WorkDir: cfg.GetWorkingDir(), Isolate: r.root, LogPath: c.LogPath, Stdin: cfg.GetStdin(), Cgroup: c.Cgroup}
+	spec := shim.Spec{Argv: argv, WorkDir: cfg.GetWorkingDir(), Isolate: r.root, LogPath: c.LogPath, Stdin: cfg.GetStdin(), Cgroup: c.Cgroup}
 	if spec.WorkDir == "" {
 		spec.WorkDir = "/"
 	}
 	for _, kv := range cfg.GetEnvs() {
 		spec.Env = append(spec.Env, kv.GetKey()+"="+string(kv.GetValue()))
 	}
-	if envValue(spec.Env, "PATH") == "" {
-		spec.Env = append(spec.Env, "PATH="+defaultPath)
+	if shim.EnvValue(spec.Env, "PATH") == "" {
+		spec.Env = append(spec.Env, "PATH="+shim.DefaultPath)
 	}
 	if sc := cfg.GetLinux().GetSecurityContext(); sc != nil {
 		if u := sc.GetRunAsUser(); u != nil {
@@ -196,27 +197,27 @@ func (r *Runtime) shimSpecFor(c *containerMeta, s *sandboxMeta, argv []string) s
 	for _, f := range []string{"hosts", "resolv.conf"} {
 		target := "/etc/" + f
 		if _, err := os.Stat(filepath.Join(sdir, f)); err == nil && !given[target] {
-			spec.Mounts = append(spec.Mounts, shimMount{Host: filepath.Join(sdir, f), Container: target})
+			spec.Mounts = append(spec.Mounts, shim.Mount{Host: filepath.Join(sdir, f), Container: target})
 		}
 	}
 	for _, m := range cfg.GetMounts() {
-		spec.Mounts = append(spec.Mounts, shimMount{Host: m.GetHostPath(), Container: filepath.Clean(m.GetContainerPath()), ReadOnly: m.GetReadonly(), Propagation: int32(m.GetPropagation())})
+		spec.Mounts = append(spec.Mounts, shim.Mount{Host: m.GetHostPath(), Container: filepath.Clean(m.GetContainerPath()), ReadOnly: m.GetReadonly(), Propagation: int32(m.GetPropagation())})
 	}
 	return spec
 }
 
 // runShim starts the shim in its own session (so it outlives the agent) and
 // waits for its report.
-func (r *Runtime) runShim(dir string) (shimReport, error) {
+func (r *Runtime) runShim(dir string) (shim.Report, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return shimReport{}, err
+		return shim.Report{}, err
 	}
 	defer pr.Close()
 	logf, err := os.OpenFile(filepath.Join(dir, "shim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		pw.Close()
-		return shimReport{}, err
+		return shim.Report{}, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.cfg.ShimPath, append(slices.Clone(r.cfg.ShimArgs), dir)...)
@@ -227,13 +228,13 @@ func (r *Runtime) runShim(dir string) (shimReport, error) {
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
-		return shimReport{}, fmt.Errorf("start shim: %w", err)
+		return shim.Report{}, fmt.Errorf("start shim: %w", err)
 	}
 	// Reap the shim when it exits while this agent still runs; after an
 	// agent restart, init reaps it.
 	go func() { _ = cmd.Wait() }()
 	done := make(chan struct{})
-	var rep shimReport
+	var rep shim.Report
 	var derr error
 	go func() {
 		defer close(done)
@@ -244,11 +245,11 @@ func (r *Runtime) runShim(dir string) (shimReport, error) {
 	case <-time.After(shimStartTimeout):
 		_ = cmd.Process.Kill()
 		<-done
-		return shimReport{}, errors.New("shim did not report within " + shimStartTimeout.String())
+		return shim.Report{}, errors.New("shim did not report within " + shimStartTimeout.String())
 	}
 	if derr != nil {
 		b, _ := os.ReadFile(filepath.Join(dir, "shim.log"))
-		return shimReport{}, fmt.Errorf("shim exited without a report: %v: %s", derr, strings.TrimSpace(string(b)))
+		return shim.Report{}, fmt.Errorf("shim exited without a report: %v: %s", derr, strings.TrimSpace(string(b)))
 	}
 	return rep, nil
 }
@@ -321,7 +322,7 @@ func (r *Runtime) removeContainer(ctx context.Context, c *containerMeta) error {
 	}
 	dir := r.containerDir(c.ID)
 	var created []string
-	_ = readJSON(filepath.Join(dir, "mountpoints.json"), &created)
+	_ = shim.ReadJSON(filepath.Join(dir, "mountpoints.json"), &created)
 	r.mu.Lock()
 	delete(r.containers, c.ID)
 	inUse := map[string]bool{}
@@ -355,7 +356,7 @@ func (r *Runtime) removeContainer(ctx context.Context, c *containerMeta) error {
 	return os.RemoveAll(dir)
 }
 
-func stateOf(st ctrStatus) runtimeapi.ContainerState {
+func stateOf(st shim.Status) runtimeapi.ContainerState {
 	switch st.State {
 	case "running":
 		return runtimeapi.ContainerState_CONTAINER_RUNNING
@@ -365,7 +366,7 @@ func stateOf(st ctrStatus) runtimeapi.ContainerState {
 	return runtimeapi.ContainerState_CONTAINER_CREATED
 }
 
-func (r *Runtime) containerProto(c *containerMeta, st ctrStatus) *runtimeapi.Container {
+func (r *Runtime) containerProto(c *containerMeta, st shim.Status) *runtimeapi.Container {
 	img := c.config.GetImage()
 	return &runtimeapi.Container{
 		Id: c.ID, PodSandboxId: c.SandboxID, Metadata: c.config.GetMetadata(),

@@ -21,6 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiff-org/skiff/pkg/podnet"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // The test binary plays three extra roles, chosen before tests run:
@@ -30,7 +31,7 @@ import (
 //   - SKIFF_TEST_ROLE=serve|alloc: a container's process.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "runtime-shim" {
-		os.Exit(ShimMain(os.Args[2:]))
+		os.Exit(shim.Main(os.Args[2:]))
 	}
 	switch os.Getenv("SKIFF_TEST_ROLE") {
 	case "runtime":
@@ -48,7 +49,13 @@ func TestMain(m *testing.M) {
 func runtimeRole() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	r, err := New(Config{DataDir: os.Getenv("SKIFF_TEST_DATA"), BridgeName: "sktest0"})
+	cfg := Config{DataDir: os.Getenv("SKIFF_TEST_DATA"), BridgeName: "sktest0"}
+	if p := os.Getenv("SKIFF_TEST_SHIM"); p != "" {
+		cfg.ShimPath = p
+	} else {
+		cfg.ShimPath, cfg.ShimArgs = "/proc/self/exe", []string{"runtime-shim"}
+	}
+	r, err := New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -96,6 +103,7 @@ func allocRole() {
 type env struct {
 	t      testing.TB
 	dir    string
+	shim   string // shim binary; "" = the test binary itself
 	hostNS string
 	sock   string
 	cmd    *exec.Cmd
@@ -106,13 +114,15 @@ type env struct {
 
 const testCIDR = "10.99.0.0/24"
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvShim(t, "") }
+
+func newEnvShim(t testing.TB, shimPath string) *env {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, mounts, cgroups)")
 	}
 	dir := t.TempDir()
-	e := &env{t: t, dir: dir, hostNS: filepath.Join(dir, "hostns"), sock: filepath.Join(dir, "cri.sock")}
+	e := &env{t: t, dir: dir, hostNS: filepath.Join(dir, "hostns"), sock: filepath.Join(dir, "cri.sock"), shim: shimPath}
 	if err := podnet.CreateNetns(e.hostNS); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +141,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) start() {
 	e.t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "SKIFF_TEST_ROLE=runtime", "SKIFF_TEST_DATA="+filepath.Join(e.dir, "data"), "SKIFF_TEST_SOCK="+e.sock)
+	cmd.Env = append(os.Environ(), "SKIFF_TEST_ROLE=runtime", "SKIFF_TEST_DATA="+filepath.Join(e.dir, "data"), "SKIFF_TEST_SOCK="+e.sock, "SKIFF_TEST_SHIM="+e.shim)
 	logf, err := os.OpenFile(filepath.Join(e.dir, "runtime.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiff-org/skiff/pkg/podnet"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // maxExecOutput caps what ExecSync keeps of each stream, as the kubelet
@@ -39,10 +40,10 @@ func (e *ExitError) Error() string {
 func (e *ExitError) ExitStatus() int { return e.Code }
 
 // running returns a container and its status if its process runs.
-func (r *Runtime) running(id string) (*containerMeta, ctrStatus, error) {
+func (r *Runtime) running(id string) (*containerMeta, shim.Status, error) {
 	c, err := r.container(id)
 	if err != nil {
-		return nil, ctrStatus{}, err
+		return nil, shim.Status{}, err
 	}
 	st := r.status(id)
 	if st.State != "running" {
@@ -98,7 +99,7 @@ func (r *Runtime) startIn(c *containerMeta, pid int, cmd *exec.Cmd) error {
 					}
 				}
 			}
-			path, err := lookPath(cmd.Args[0], envValue(cmd.Env, "PATH"))
+			path, err := shim.LookPath(cmd.Args[0], shim.EnvValue(cmd.Env, "PATH"))
 			if err != nil {
 				return err
 			}
@@ -182,7 +183,7 @@ func waitCtx(ctx context.Context, cmd *exec.Cmd) (int, error) {
 	if ctx.Err() != nil {
 		return -1, ctx.Err()
 	}
-	code, _ := exitOf(cmd.ProcessState, nil)
+	code, _ := shim.ExitOf(cmd.ProcessState, nil)
 	return int(code), nil
 }
 
@@ -367,7 +368,7 @@ func (s *Streamer) Attach(ctx context.Context, containerID string, stdin io.Read
 			if i < 0 {
 				break
 			}
-			if _, stream, partial, content, ok := parseCRILine(pending[:i]); ok {
+			if _, stream, partial, content, ok := shim.ParseCRILine(pending[:i]); ok {
 				w := stdout
 				if stream == "stderr" && !tty {
 					w = stderr

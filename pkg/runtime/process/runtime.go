@@ -29,6 +29,7 @@ import (
 
 	"github.com/skiff-org/skiff/pkg/cgroups"
 	"github.com/skiff-org/skiff/pkg/podnet"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // RuntimeName is what Version reports.
@@ -56,7 +57,8 @@ type Config struct {
 	BridgeName string       // default "skiff0"
 	MTU        int          // default: the MTU of the host's default-route link
 	// ShimPath and ShimArgs start a shim: ShimPath ShimArgs... <container dir>.
-	// Default: this very binary as `runtime-shim`.
+	// Default: skiff-shim next to this binary if present, else this very
+	// binary as `runtime-shim`.
 	ShimPath string
 	ShimArgs []string
 	// CgroupParent names the group, below the agent's own, holding pods.
@@ -94,8 +96,7 @@ func New(cfg Config) (*Runtime, error) {
 		cfg.BridgeName = "skiff0"
 	}
 	if cfg.ShimPath == "" {
-		cfg.ShimPath = "/proc/self/exe"
-		cfg.ShimArgs = []string{"runtime-shim"}
+		cfg.ShimPath, cfg.ShimArgs = defaultShim()
 	}
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = "skiff"
@@ -176,6 +177,18 @@ func (r *Runtime) Serve(ctx context.Context, socketPath string) error {
 	}
 }
 
+// defaultShim prefers a skiff-shim binary installed next to this one (small
+// and quick to start); otherwise this binary re-executes itself.
+func defaultShim() (string, []string) {
+	if exe, err := os.Executable(); err == nil {
+		lean := filepath.Join(filepath.Dir(exe), "skiff-shim")
+		if fi, err := os.Stat(lean); err == nil && fi.Mode()&0o111 != 0 {
+			return lean, nil
+		}
+	}
+	return "/proc/self/exe", []string{"runtime-shim"}
+}
+
 func newID() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
@@ -244,7 +257,7 @@ func (r *Runtime) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Updat
 			r.log.Info("pod network ready", "podCIDR", c, "bridge", r.cfg.BridgeName)
 			// Remembered so a restarted runtime serves pods before the
 			// kubelet repeats the call.
-			if err := writeAtomic(filepath.Join(r.cfg.DataDir, "podcidr"), []byte(c)); err != nil {
+			if err := shim.WriteAtomic(filepath.Join(r.cfg.DataDir, "podcidr"), []byte(c)); err != nil {
 				return nil, grpcErr(err)
 			}
 			return &runtimeapi.UpdateRuntimeConfigResponse{}, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/skiff-org/skiff/pkg/cgroups"
 	"github.com/skiff-org/skiff/pkg/podnet"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // hostsFile renders the pod's /etc/hosts.
@@ -124,7 +125,7 @@ func (r *Runtime) setupSandbox(s *sandboxMeta, dir string) error {
 	if err := writeProto(filepath.Join(dir, "config.pb"), cfg); err != nil {
 		return err
 	}
-	return writeJSON(filepath.Join(dir, "sandbox.json"), s)
+	return shim.WriteJSON(filepath.Join(dir, "sandbox.json"), s)
 }
 
 func (r *Runtime) teardownNetwork(s *sandboxMeta) error {
@@ -178,7 +179,7 @@ func (r *Runtime) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSan
 	}
 	r.mu.Lock()
 	s.Ready = false
-	err = writeJSON(filepath.Join(r.sandboxDir(s.ID), "sandbox.json"), s)
+	err = shim.WriteJSON(filepath.Join(r.sandboxDir(s.ID), "sandbox.json"), s)
 	r.mu.Unlock()
 	if err != nil {
 		return nil, grpcErr(err)

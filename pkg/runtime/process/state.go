@@ -1,19 +1,17 @@
 package process
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skiff-org/skiff/pkg/cgroups"
+	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
 )
 
 // On disk, under DataDir:
@@ -24,8 +22,8 @@ import (
 //	sandboxes/<id>/hosts, resolv.conf, hostname
 //	containers/<id>/container.json containerMeta (runtime writes)
 //	containers/<id>/config.pb     the CRI ContainerConfig
-//	containers/<id>/shim.json     shimSpec (runtime writes, shim reads)
-//	containers/<id>/status.json   ctrStatus (shim writes; runtime only for failures to start)
+//	containers/<id>/shim.json     shim.Spec (runtime writes, shim reads)
+//	containers/<id>/status.json   shim.Status (shim writes; runtime only for failures to start)
 //
 // Everything the runtime knows is in these files, so a new Runtime over the
 // same DataDir picks up running containers where the old one left them.
@@ -50,50 +48,12 @@ type containerMeta struct {
 	config    *runtimeapi.ContainerConfig
 }
 
-// ctrStatus is the container's life as the shim saw it.
-type ctrStatus struct {
-	State      string `json:"state"` // "running" or "exited"; absent file: created
-	Pid        int    `json:"pid,omitempty"`
-	PidStart   uint64 `json:"pidStart,omitempty"` // /proc/<pid>/stat starttime, to tell a reused pid
-	ShimPid    int    `json:"shimPid,omitempty"`
-	StartedAt  int64  `json:"startedAt,omitempty"`
-	FinishedAt int64  `json:"finishedAt,omitempty"`
-	ExitCode   int32  `json:"exitCode"`
-	Reason     string `json:"reason,omitempty"`
-	Message    string `json:"message,omitempty"`
-}
-
-// writeJSON replaces file atomically.
-func writeJSON(file string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeAtomic(file, b)
-}
-
-func writeAtomic(file string, b []byte) error {
-	tmp := file + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, file)
-}
-
-func readJSON(file string, v any) error {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
-}
-
 func writeProto(file string, m proto.Message) error {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(file, b)
+	return shim.WriteAtomic(file, b)
 }
 
 func readProto(file string, m proto.Message) error {
@@ -124,7 +84,7 @@ func (r *Runtime) load() error {
 			dir := filepath.Join(r.cfg.DataDir, kind, e.Name())
 			if kind == "sandboxes" {
 				s := &sandboxMeta{config: &runtimeapi.PodSandboxConfig{}}
-				if err := readJSON(filepath.Join(dir, "sandbox.json"), s); err != nil {
+				if err := shim.ReadJSON(filepath.Join(dir, "sandbox.json"), s); err != nil {
 					errs = append(errs, fmt.Errorf("sandbox %s: %w", e.Name(), err))
 					continue
 				}
@@ -136,7 +96,7 @@ func (r *Runtime) load() error {
 				continue
 			}
 			c := &containerMeta{config: &runtimeapi.ContainerConfig{}}
-			if err := readJSON(filepath.Join(dir, "container.json"), c); err != nil {
+			if err := shim.ReadJSON(filepath.Join(dir, "container.json"), c); err != nil {
 				errs = append(errs, fmt.Errorf("container %s: %w", e.Name(), err))
 				continue
 			}
@@ -158,15 +118,15 @@ func (r *Runtime) load() error {
 // status reads a container's status file and checks that a "running"
 // container's process is really there; a container whose process vanished
 // while nobody watched (host reboot, shim killed) is reported exited.
-func (r *Runtime) status(id string) ctrStatus {
-	var st ctrStatus
-	if err := readJSON(filepath.Join(r.containerDir(id), "status.json"), &st); err != nil {
-		return ctrStatus{} // created, not started
+func (r *Runtime) status(id string) shim.Status {
+	var st shim.Status
+	if err := shim.ReadJSON(filepath.Join(r.containerDir(id), "status.json"), &st); err != nil {
+		return shim.Status{} // created, not started
 	}
 	if st.State == "running" && !alive(st.Pid, st.PidStart) && !alive(st.ShimPid, 0) {
 		// The shim writes the final status before it exits; read once more.
-		var again ctrStatus
-		if readJSON(filepath.Join(r.containerDir(id), "status.json"), &again) == nil && again.State != "running" {
+		var again shim.Status
+		if shim.ReadJSON(filepath.Join(r.containerDir(id), "status.json"), &again) == nil && again.State != "running" {
 			return again
 		}
 		st.State = "exited"
@@ -189,30 +149,9 @@ func alive(pid int, start uint64) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	st, ok := procStart(pid)
+	st, ok := shim.ProcStart(pid)
 	if !ok {
 		return false
 	}
 	return start == 0 || st == start
-}
-
-// procStart returns field 22 (starttime) of /proc/<pid>/stat; zombies count
-// as gone.
-func procStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); starttime is field 22 → f[19].
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(f[19], 10, 64)
-	return n, err == nil
 }

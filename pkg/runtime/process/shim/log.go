@@ -1,4 +1,4 @@
-package process
+package shim
 
 import (
 	"bufio"
@@ -89,8 +89,8 @@ func (l *criLog) copyFrom(stream string, src io.Reader) {
 	}
 }
 
-// parseCRILine splits one log line into its parts.
-func parseCRILine(line []byte) (t time.Time, stream string, partial bool, content []byte, ok bool) {
+// ParseCRILine splits one log line into its parts.
+func ParseCRILine(line []byte) (t time.Time, stream string, partial bool, content []byte, ok bool) {
 	f := bytes.SplitN(line, []byte{' '}, 4)
 	if len(f) != 4 {
 		return t, "", false, nil, false

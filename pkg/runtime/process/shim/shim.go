@@ -1,4 +1,9 @@
-package process
+// Package shim is the small program that parents one container's process
+// for the process runtime: it enters the pod's namespaces, mounts the
+// volumes, starts the process in its cgroup, writes its output as a CRI log
+// and records how it ended. It is kept apart from the runtime so that a
+// dedicated shim binary links only this package and stays small.
+package shim
 
 import (
 	"bufio"
@@ -11,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,9 +27,9 @@ import (
 	"github.com/skiff-org/skiff/pkg/cgroups"
 )
 
-// shimSpec is everything the shim needs, written by the runtime to
+// Spec is everything the shim needs, written by the runtime to
 // <container dir>/shim.json.
-type shimSpec struct {
+type Spec struct {
 	Argv       []string       `json:"argv"`
 	Env        []string       `json:"env,omitempty"`
 	WorkDir    string         `json:"workDir,omitempty"`
@@ -33,67 +39,67 @@ type shimSpec struct {
 	Isolate    bool           `json:"isolate"`         // root: namespaces and mounts
 	NetNS      string         `json:"netns,omitempty"` // "" = the host's
 	Hostname   string         `json:"hostname,omitempty"`
-	Mounts     []shimMount    `json:"mounts,omitempty"`
+	Mounts     []Mount        `json:"mounts,omitempty"`
 	LogPath    string         `json:"logPath"`
 	Stdin      bool           `json:"stdin,omitempty"`
 	Cgroup     *cgroups.Group `json:"cgroup,omitempty"`
 	ShimCgroup *cgroups.Group `json:"shimCgroup,omitempty"`
 }
 
-type shimMount struct {
+type Mount struct {
 	Host        string `json:"host"`
 	Container   string `json:"container"`
 	ReadOnly    bool   `json:"readOnly,omitempty"`
 	Propagation int32  `json:"propagation,omitempty"` // CRI MountPropagation
 }
 
-// shimReport is what the shim tells the runtime on fd 3 once the container
+// Report is what the shim tells the runtime on fd 3 once the container
 // process has started, or why it could not.
-type shimReport struct {
+type Report struct {
 	Pid    int    `json:"pid,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
 
-// ShimMain is the body of the hidden `skiff runtime-shim <container dir>`
+// Main is the body of the hidden `skiff runtime-shim <container dir>`
 // subcommand. It sets up the container's namespaces and mounts, starts the
 // container's process, reports its pid on fd 3, then stays as the process's
 // parent: it copies its output into the CRI log and records how it ended.
-func ShimMain(args []string) int {
+func Main(args []string) int {
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, "usage: runtime-shim <container dir>")
 		return 2
 	}
 	dir := args[0]
 	syncFile := os.NewFile(3, "sync")
-	report := func(rep shimReport) {
+	report := func(rep Report) {
 		if syncFile != nil {
 			_ = json.NewEncoder(syncFile).Encode(rep)
 			syncFile.Close()
 			syncFile = nil
 		}
 	}
-	var spec shimSpec
-	if err := readJSON(filepath.Join(dir, "shim.json"), &spec); err != nil {
-		report(shimReport{Reason: "StartError", Error: err.Error()})
+	var spec Spec
+	if err := ReadJSON(filepath.Join(dir, "shim.json"), &spec); err != nil {
+		report(Report{Reason: "StartError", Error: err.Error()})
 		return 1
 	}
 	// Namespace changes apply to this thread; the child is forked from it.
 	runtime.LockOSThread()
 	if spec.Isolate {
 		if err := isolate(dir, &spec); err != nil {
-			report(shimReport{Reason: "StartError", Error: err.Error()})
+			report(Report{Reason: "StartError", Error: err.Error()})
 			return 1
 		}
 	}
-	path, err := lookPath(spec.Argv[0], envValue(spec.Env, "PATH"))
+	path, err := LookPath(spec.Argv[0], EnvValue(spec.Env, "PATH"))
 	if err != nil {
-		report(shimReport{Reason: "StartError", Error: err.Error()})
+		report(Report{Reason: "StartError", Error: err.Error()})
 		return 1
 	}
 	log, err := openCRILog(spec.LogPath, time.Now)
 	if err != nil {
-		report(shimReport{Reason: "StartError", Error: fmt.Sprintf("open log %s: %v", spec.LogPath, err)})
+		report(Report{Reason: "StartError", Error: fmt.Sprintf("open log %s: %v", spec.LogPath, err)})
 		return 1
 	}
 	outR, outW, _ := os.Pipe()
@@ -122,7 +128,7 @@ func ShimMain(args []string) int {
 	// inside it (no window outside its limits), then step out.
 	if spec.Cgroup != nil {
 		if err := spec.Cgroup.Add(os.Getpid()); err != nil {
-			report(shimReport{Reason: "StartError", Error: err.Error()})
+			report(Report{Reason: "StartError", Error: err.Error()})
 			return 1
 		}
 	}
@@ -133,18 +139,18 @@ func ShimMain(args []string) int {
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		report(shimReport{Reason: "StartError", Error: err.Error()})
+		report(Report{Reason: "StartError", Error: err.Error()})
 		return 1
 	}
 	pid := cmd.Process.Pid
-	start, _ := procStart(pid)
-	st := ctrStatus{State: "running", Pid: pid, PidStart: start, ShimPid: os.Getpid(), StartedAt: time.Now().UnixNano()}
-	if err := writeJSON(filepath.Join(dir, "status.json"), st); err != nil {
+	start, _ := ProcStart(pid)
+	st := Status{State: "running", Pid: pid, PidStart: start, ShimPid: os.Getpid(), StartedAt: time.Now().UnixNano()}
+	if err := WriteJSON(filepath.Join(dir, "status.json"), st); err != nil {
 		_ = cmd.Process.Kill()
-		report(shimReport{Reason: "StartError", Error: err.Error()})
+		report(Report{Reason: "StartError", Error: err.Error()})
 		return 1
 	}
-	report(shimReport{Pid: pid})
+	report(Report{Pid: pid})
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -172,20 +178,20 @@ func ShimMain(args []string) int {
 
 	st.State = "exited"
 	st.FinishedAt = finished.UnixNano()
-	st.ExitCode, st.Reason = exitOf(cmd.ProcessState, werr)
+	st.ExitCode, st.Reason = ExitOf(cmd.ProcessState, werr)
 	if spec.Cgroup != nil && spec.Cgroup.OOMKills() > 0 {
 		st.Reason = "OOMKilled"
 	}
-	if err := writeJSON(filepath.Join(dir, "status.json"), st); err != nil {
+	if err := WriteJSON(filepath.Join(dir, "status.json"), st); err != nil {
 		fmt.Fprintln(os.Stderr, "runtime-shim: record exit:", err)
 		return 1
 	}
 	return 0
 }
 
-// exitOf turns a wait result into the CRI exit code (128+signal for a
+// ExitOf turns a wait result into the CRI exit code (128+signal for a
 // signalled process) and reason.
-func exitOf(ps *os.ProcessState, err error) (int32, string) {
+func ExitOf(ps *os.ProcessState, err error) (int32, string) {
 	if ps == nil {
 		return 255, "Error"
 	}
@@ -202,7 +208,7 @@ func exitOf(ps *os.ProcessState, err error) (int32, string) {
 
 // isolate enters the pod's network namespace, gives the container its own
 // UTS and mount namespaces and performs its mounts.
-func isolate(dir string, spec *shimSpec) error {
+func isolate(dir string, spec *Spec) error {
 	if spec.NetNS != "" {
 		fd, err := unix.Open(spec.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -232,14 +238,14 @@ func isolate(dir string, spec *shimSpec) error {
 		return fmt.Errorf("make / rslave: %w", err)
 	}
 	detachNetnsMounts()
-	mounts := append([]shimMount(nil), spec.Mounts...)
+	mounts := append([]Mount(nil), spec.Mounts...)
 	sort.SliceStable(mounts, func(i, j int) bool {
 		return strings.Count(filepath.Clean(mounts[i].Container), "/") < strings.Count(filepath.Clean(mounts[j].Container), "/")
 	})
 	var created []string
 	defer func() {
 		if len(created) > 0 {
-			_ = writeJSON(filepath.Join(dir, "mountpoints.json"), created)
+			_ = WriteJSON(filepath.Join(dir, "mountpoints.json"), created)
 		}
 	}()
 	for _, m := range mounts {
@@ -355,7 +361,7 @@ func unescapeMountPath(s string) string {
 	return b.String()
 }
 
-func envValue(env []string, key string) string {
+func EnvValue(env []string, key string) string {
 	for i := len(env) - 1; i >= 0; i-- {
 		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
 			return v
@@ -364,16 +370,16 @@ func envValue(env []string, key string) string {
 	return ""
 }
 
-// defaultPath is used when neither the container nor the host sets PATH.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// DefaultPath is used when neither the container nor the host sets PATH.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// lookPath resolves a command on the container's PATH, else the host's.
-func lookPath(file, pathEnv string) (string, error) {
+// LookPath resolves a command on the container's PATH, else the host's.
+func LookPath(file, pathEnv string) (string, error) {
 	if pathEnv == "" {
 		pathEnv = os.Getenv("PATH")
 	}
 	if pathEnv == "" {
-		pathEnv = defaultPath
+		pathEnv = DefaultPath
 	}
 	if strings.Contains(file, "/") {
 		if err := executable(file); err != nil {
@@ -402,4 +408,63 @@ func executable(p string) error {
 		return errors.New("not an executable file")
 	}
 	return nil
+}
+
+// Status is the container's life as the shim saw it.
+type Status struct {
+	State      string `json:"state"` // "running" or "exited"; absent file: created
+	Pid        int    `json:"pid,omitempty"`
+	PidStart   uint64 `json:"pidStart,omitempty"` // /proc/<pid>/stat starttime, to tell a reused pid
+	ShimPid    int    `json:"shimPid,omitempty"`
+	StartedAt  int64  `json:"startedAt,omitempty"`
+	FinishedAt int64  `json:"finishedAt,omitempty"`
+	ExitCode   int32  `json:"exitCode"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// WriteJSON replaces file atomically.
+func WriteJSON(file string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(file, b)
+}
+
+func WriteAtomic(file string, b []byte) error {
+	tmp := file + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
+}
+
+func ReadJSON(file string, v any) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// ProcStart returns field 22 (starttime) of /proc/<pid>/stat; zombies count
+// as gone.
+func ProcStart(pid int) (uint64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); starttime is field 22 → f[19].
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[19], 10, 64)
+	return n, err == nil
 }
