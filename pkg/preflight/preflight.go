@@ -282,7 +282,7 @@ func Evaluate(opts Options, h Host) []Result {
 		sock = DefaultContainerdSocket
 	}
 	if h.Containerd {
-		add("runtime", Info, "containerd found at "+sock+": real images can run through it", "skiff agent --container-runtime-endpoint unix://"+sock)
+		add("runtime", Info, "containerd found at "+sock+": real images can run through it", "skiff agent --container-runtime-endpoint "+sock)
 	} else {
 		add("runtime", Info, "no containerd socket at "+sock+": the built-in process runtime will be used", "")
 	}

@@ -72,7 +72,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "tiny memory", opts: agent, change: func(h *Host) { h.MemoryBytes = 128 << 20 }, check: "memory", want: Error, wantText: "128 MiB"},
 		{name: "low memory", opts: agent, change: func(h *Host) { h.MemoryBytes = 512 << 20 }, check: "memory", want: Warning},
 		{name: "no containerd", opts: agent, check: "runtime", want: Info, wantText: "process runtime will be used"},
-		{name: "containerd", opts: agent, change: func(h *Host) { h.Containerd = true }, check: "runtime", want: Info, wantText: "--container-runtime-endpoint unix:///run/containerd/containerd.sock"},
+		{name: "containerd", opts: agent, change: func(h *Host) { h.Containerd = true }, check: "runtime", want: Info, wantText: "--container-runtime-endpoint /run/containerd/containerd.sock"},
 		{name: "data dir not writable", opts: agent, change: func(h *Host) { h.DataDirErr = os.ErrPermission },
 			check: "data-dir", want: Error, wantText: "pass --data-dir"},
 	}
