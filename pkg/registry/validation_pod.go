@@ -387,7 +387,8 @@ func validateNodeSelectorTerm(t corev1.NodeSelectorTerm, fldPath *field.Path) fi
 const podUpdateForbiddenMsg = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
 
 // validatePodUpdate allows only images, activeDeadlineSeconds, added
-// tolerations and removed scheduling gates to change in a pod's spec.
+// tolerations, removed scheduling gates and the binding of an unbound pod to
+// a node to change in a pod's spec.
 func validatePodUpdate(pod, old *corev1.Pod) field.ErrorList {
 	var errs field.ErrorList
 	specPath := field.NewPath("spec")
@@ -426,6 +427,11 @@ func validatePodUpdate(pod, old *corev1.Pod) field.ErrorList {
 	munged.ActiveDeadlineSeconds = old.Spec.ActiveDeadlineSeconds
 	munged.Tolerations = old.Spec.Tolerations
 	munged.SchedulingGates = old.Spec.SchedulingGates
+	// The binding subresource goes through this check too: an unbound pod
+	// may get a node; a bound pod keeps its node.
+	if old.Spec.NodeName == "" {
+		munged.NodeName = ""
+	}
 	if g := old.Spec.TerminationGracePeriodSeconds; g != nil && *g < 0 &&
 		munged.TerminationGracePeriodSeconds != nil && *munged.TerminationGracePeriodSeconds == 1 {
 		munged.TerminationGracePeriodSeconds = g

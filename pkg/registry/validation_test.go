@@ -179,6 +179,7 @@ spec:
 			"spec.tolerations[0].operator: Invalid value: {\"key\":\"k\",\"operator\":\"Exists\",\"value\":\"v\"}: value must be empty when `operator` is 'Exists'",
 			"spec.tolerations[1].operator: Invalid value: \"Equal\": operator must be Exists when `key` is empty, which means \"match all values and all keys\""}},
 		{"pod update image ok", "", "pods", `{spec: {containers: [{name: a, image: "b:2"}]}}`, `{spec: {containers: [{name: a, image: "b:1"}]}}`, nil},
+		{"pod binding", "", "pods", `{spec: {nodeName: n1, containers: [{name: a, image: a}]}}`, `{spec: {containers: [{name: a, image: a}]}}`, nil},
 		{"pod update nodeName", "", "pods", `{spec: {nodeName: n2, containers: [{name: a, image: a}]}}`, `{spec: {nodeName: n1, containers: [{name: a, image: a}]}}`,
 			[]string{"spec: Forbidden: " + podUpdateForbiddenMsg}},
 
