@@ -307,7 +307,7 @@ func (b *Bundle) CAPool() *x509.CertPool {
 // ServingHosts is the sorted list of names and IPs in the serving certificate.
 func (b *Bundle) ServingHosts() []string { return slices.Clone(b.servingSAN) }
 
-// AdminCertPEM and AdminKeyPEM are the admin client credentials.
+// AdminCertPEM is the admin client certificate, PEM.
 func (b *Bundle) AdminCertPEM() []byte { return b.adminCert }
 
 // AdminKeyPEM is the admin client key, PEM.
