@@ -236,6 +236,8 @@ func (s *Streamer) Exec(ctx context.Context, containerID string, argv []string, 
 	cmd := r.execCmd(c, argv)
 	var ptm *os.File
 	var copies sync.WaitGroup
+	stop := make(chan struct{})
+	defer close(stop)
 	if tty {
 		m, slave, err := openPty()
 		if err != nil {
@@ -262,11 +264,17 @@ func (s *Streamer) Exec(ctx context.Context, containerID string, argv []string, 
 				select {
 				case <-ctx.Done():
 					return
+				case <-stop:
+					return
 				case sz, ok := <-resize:
 					if !ok {
 						return
 					}
-					_ = unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Height, Col: sz.Width})
+					if rc, err := ptm.SyscallConn(); err == nil {
+						_ = rc.Control(func(fd uintptr) {
+							_ = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Height, Col: sz.Width})
+						})
+					}
 				}
 			}
 		}()
