@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -302,11 +303,14 @@ func toPartial(obj runtime.Object) runtime.Object {
 }
 
 func partialOf(obj runtime.Object) *metav1.PartialObjectMetadata {
-	m := mustMeta(obj)
 	p := &metav1.PartialObjectMetadata{}
-	p.TypeMeta.APIVersion, p.TypeMeta.Kind = obj.GetObjectKind().GroupVersionKind().ToAPIVersionAndKind()
-	if om, ok := m.(*metav1.ObjectMeta); ok {
-		p.ObjectMeta = *om.DeepCopy()
+	p.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("PartialObjectMetadata"))
+	if v := reflect.ValueOf(obj); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		if f := v.Elem().FieldByName("ObjectMeta"); f.IsValid() {
+			if om, ok := f.Addr().Interface().(*metav1.ObjectMeta); ok {
+				p.ObjectMeta = *om.DeepCopy()
+			}
+		}
 	}
 	return p
 }
@@ -357,6 +361,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req request) {
 		initialLeft = len(watcher.Events()) // the replay is queued before anything else
 		if initialLeft == 0 {
 			enc.bookmark(w, startRev, true)
+			if flusher != nil {
+				flusher.Flush()
+			}
 		}
 	}
 	tick := time.NewTicker(time.Minute)

@@ -276,7 +276,9 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64) (<-chan []E
 // RequestProgress asks etcd to tell every watch how far it has got, so a
 // cache can prove it is up to date with a revision that touched other keys.
 func (s *Store) RequestProgress(ctx context.Context) error {
-	return wrap(s.client.RequestProgress(ctx))
+	// Watch streams are keyed by the context's metadata: ask on the same
+	// (leader-requiring) stream the watches use.
+	return wrap(s.client.RequestProgress(clientv3.WithRequireLeader(ctx)))
 }
 
 // Compact drops history older than rev, keeping etcd small.
