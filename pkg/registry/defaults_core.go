@@ -89,8 +89,15 @@ func DefaultSecret(s *corev1.Secret) {
 	}
 }
 
-// DefaultNode makes allocatable equal capacity when the node reports none.
+// DefaultNode keeps podCIDR and podCIDRs in agreement (as the API's
+// conversion does for old and new clients) and makes allocatable equal
+// capacity when the node reports none.
 func DefaultNode(n *corev1.Node) {
+	if len(n.Spec.PodCIDRs) == 0 && n.Spec.PodCIDR != "" {
+		n.Spec.PodCIDRs = []string{n.Spec.PodCIDR}
+	} else if len(n.Spec.PodCIDRs) > 0 && n.Spec.PodCIDR == "" {
+		n.Spec.PodCIDR = n.Spec.PodCIDRs[0]
+	}
 	if n.Status.Allocatable == nil && n.Status.Capacity != nil {
 		n.Status.Allocatable = n.Status.Capacity.DeepCopy()
 	}

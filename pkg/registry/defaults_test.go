@@ -244,7 +244,11 @@ spec:
 	}
 
 	node := &corev1.Node{Status: corev1.NodeStatus{Capacity: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}}}
+	node.Spec.PodCIDR = "10.42.3.0/24"
 	DefaultNode(node)
+	if len(node.Spec.PodCIDRs) != 1 || node.Spec.PodCIDRs[0] != "10.42.3.0/24" {
+		t.Errorf("DefaultNode: podCIDRs %v, want [10.42.3.0/24]", node.Spec.PodCIDRs)
+	}
 	if q := node.Status.Allocatable[corev1.ResourceCPU]; q.String() != "4" {
 		t.Errorf("DefaultNode: allocatable cpu %s, want 4", q.String())
 	}

@@ -237,6 +237,13 @@ func validateClusterIPs(spec *corev1.ServiceSpec, specPath *field.Path) field.Er
 	return errs
 }
 
+func primaryClusterIP(spec *corev1.ServiceSpec) string {
+	if len(spec.ClusterIPs) > 0 {
+		return spec.ClusterIPs[0]
+	}
+	return spec.ClusterIP
+}
+
 // validateServiceUpdate keeps allocated cluster IPs and IP families, unless
 // the service turns into or out of an ExternalName service.
 func validateServiceUpdate(svc, old *corev1.Service) field.ErrorList {
@@ -245,7 +252,7 @@ func validateServiceUpdate(svc, old *corev1.Service) field.ErrorList {
 		return nil
 	}
 	specPath := field.NewPath("spec")
-	if len(old.Spec.ClusterIPs) > 0 && (len(svc.Spec.ClusterIPs) == 0 || svc.Spec.ClusterIPs[0] != old.Spec.ClusterIPs[0]) {
+	if oldIP := primaryClusterIP(&old.Spec); oldIP != "" && primaryClusterIP(&svc.Spec) != oldIP {
 		errs = append(errs, field.Invalid(specPath.Child("clusterIPs").Index(0), svc.Spec.ClusterIPs, "may not change once set"))
 	}
 	if len(old.Spec.IPFamilies) > 0 && len(svc.Spec.IPFamilies) > 0 && svc.Spec.IPFamilies[0] != old.Spec.IPFamilies[0] {

@@ -199,6 +199,9 @@ spec:
 		{"clusterIP immutable", "", "services", `{spec: {clusterIP: 10.43.0.2, ports: [{port: 80}]}}`, `{spec: {clusterIP: 10.43.0.1, ports: [{port: 80}]}}`,
 			[]string{"spec.clusterIPs[0]: Invalid value: [\"10.43.0.2\"]: may not change once set"}},
 
+		{"clusterIP allocated", "", "services", `{spec: {clusterIP: 10.43.0.2, clusterIPs: [10.43.0.2], ports: [{port: 80}]}}`, `{spec: {ports: [{port: 80}]}}`, nil},
+		{"clusterIP changed, old without clusterIPs", "", "services", `{spec: {clusterIP: 10.43.0.2, ports: [{port: 80}]}}`, `{spec: {clusterIP: 10.43.0.1, ports: [{port: 80}]}}`,
+			[]string{"spec.clusterIPs[0]: Invalid value: [\"10.43.0.2\"]: may not change once set"}},
 		{"configmap keys", "", "configmaps", `{data: {"a b": x, ok: y}, binaryData: {ok: eQ==}}`, "", []string{
 			"data[a b]: Invalid value: \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
 			"data[ok]: Invalid value: \"ok\": duplicate of key present in binaryData"}},
