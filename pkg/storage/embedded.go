@@ -56,7 +56,7 @@ func StartEmbedded(ctx context.Context, dir string, clientPort, peerPort int) (*
 	cfg.QuotaBackendBytes = 8 << 30
 	cfg.AutoCompactionMode = "revision"
 	cfg.AutoCompactionRetention = "0" // the API server compacts by itself
-	log.SetOutput(io.Discard)       // grpc's default logger is noisy
+	log.SetOutput(io.Discard)         // grpc's default logger is noisy
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: start embedded etcd in %s: %w", dir, err)
