@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-org/skiff/internal/testcluster"
 	"github.com/skiff-org/skiff/pkg/controllermanager"
@@ -151,7 +152,7 @@ func TestEndpointsFollowReadiness(t *testing.T) {
 		return len(r) == 1 && r[0] == "10.42.0.5" && len(nr) == 1 && nr[0] == "10.42.0.6", err
 	})
 	eventually(t, 5*time.Second, "one endpoint slice with both pods", func() (bool, error) {
-		l, err := cs.DiscoveryV1().EndpointSlices("web").List(ctx, metav1.ListOptions{LabelSelector: discovery.LabelServiceName + "=web"})
+		l, err := cs.DiscoveryV1().EndpointSlices("web").List(ctx, metav1.ListOptions{LabelSelector: discovery.LabelServiceName + "=web", ResourceVersion: "0"})
 		if err != nil || len(l.Items) != 1 {
 			return false, err
 		}
@@ -176,10 +177,8 @@ func TestNodeLeaseStopsTaintsAndEvicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	_ = node
+	reportReady(t, cs, "n1")
 	now := metav1.NewMicroTime(time.Now())
 	holder, dur := "n1", int32(40)
 	if _, err := cs.CoordinationV1().Leases("kube-node-lease").Create(ctx, &coordv1.Lease{
@@ -193,12 +192,16 @@ func TestNodeLeaseStopsTaintsAndEvicts(t *testing.T) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 		return err == nil && n.Spec.PodCIDR == "10.42.0.0/24" && len(n.Spec.PodCIDRs) == 1, err
 	})
-	two := int64(2)
-	tolerate := func(p *v1.Pod) {
-		p.Spec.Tolerations = []v1.Toleration{{Key: v1.TaintNodeUnreachable, Operator: v1.TolerationOpExists, Effect: v1.TaintEffectNoExecute, TolerationSeconds: &two}}
+	// The API server gives pods without their own unreachable toleration
+	// the 300 s default, so "plain" says 0 s to be evicted at once.
+	tolerate := func(secs int64) func(p *v1.Pod) {
+		return func(p *v1.Pod) {
+			p.Spec.Tolerations = []v1.Toleration{{Key: v1.TaintNodeUnreachable, Operator: v1.TolerationOpExists, Effect: v1.TaintEffectNoExecute, TolerationSeconds: &secs}}
+		}
 	}
-	runningPod(t, cs, "apps", "tolerates", "n1", "10.42.0.7", true, tolerate)
-	runningPod(t, cs, "apps", "plain", "n1", "10.42.0.8", true, nil)
+	runningPod(t, cs, "apps", "tolerates", "n1", "10.42.0.7", true, tolerate(2))
+	runningPod(t, cs, "apps", "plain", "n1", "10.42.0.8", true, tolerate(0))
+	runningPod(t, cs, "apps", "defaults", "n1", "10.42.0.9", true, nil)
 	stopped := time.Now() // no more renewals from here
 
 	eventually(t, 6*time.Second, "node tainted unreachable", func() (bool, error) {
@@ -233,6 +236,15 @@ func TestNodeLeaseStopsTaintsAndEvicts(t *testing.T) {
 		t.Errorf("tolerating pod evicted before its 2 s ran out (err %v)", err)
 	}
 	eventually(t, 6*time.Second, "tolerating pod evicted after its 2 s", gone("tolerates"))
+	if p, err := cs.CoreV1().Pods("apps").Get(ctx, "defaults", metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
+		t.Errorf("pod with the 300 s default toleration evicted early (err %v)", err)
+	} else {
+		for _, c := range p.Status.Conditions {
+			if c.Type == v1.PodReady && c.Status != v1.ConditionFalse {
+				t.Errorf("pod on unreachable node Ready = %s, want False", c.Status)
+			}
+		}
+	}
 	t.Logf("tolerating pod evicted %v after the last renewal (grace 2 s + toleration 2 s)", time.Since(stopped).Round(100*time.Millisecond))
 
 	// The node comes back: renew the lease and report Ready; taints go.
@@ -242,15 +254,28 @@ func TestNodeLeaseStopsTaintsAndEvicts(t *testing.T) {
 	if _, err := cs.CoordinationV1().Leases("kube-node-lease").Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	n, _ = cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	reportReady(t, cs, "n1")
 	eventually(t, 2*time.Second, "node untainted", func() (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 		return err == nil && len(n.Spec.Taints) == 0, err
 	})
+}
+
+// reportReady does what a kubelet does when it (re)starts: posts Ready=True.
+func reportReady(t *testing.T, cs kubernetes.Interface, name string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		_, err = cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func kubectl(t *testing.T, c *testcluster.Cluster, args ...string) string {
