@@ -3,7 +3,7 @@
 .PHONY: build test check race bench fmt vet
 
 build:
-	go build -o bin/skiff ./cmd/skiff
+	go build -o bin/ ./cmd/...
 
 test:
 	scripts/test.sh unit

@@ -3,7 +3,7 @@
 #   deps   install what the tests need from Debian (as root, only what is missing)
 #   fmt    gofmt -l must print nothing
 #   vet    go vet ./...
-#   build  go build -o bin/skiff ./cmd/skiff
+#   build  go build -o bin/ ./cmd/...
 #   bench  every benchmark once (-benchtime=1x) so they keep compiling and running
 #   race   go test -race on the concurrent packages (RACE_PKGS below)
 #   unit   go test ./... — last, so go test's own summary closes the output
@@ -107,8 +107,8 @@ do_vet() {
 }
 
 do_build() {
-	step "go build -o bin/skiff ./cmd/skiff"
-	go build -o bin/skiff ./cmd/skiff
+	step "go build -o bin/ ./cmd/..."
+	go build -o bin/ ./cmd/...
 }
 
 do_bench() {

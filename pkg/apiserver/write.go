@@ -389,6 +389,9 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 		if res.Status && opts.subresource == "" {
 			copyStatus(obj, cur)
 		}
+		if opts.subresource == "" && res.PrepareForUpdate != nil {
+			res.PrepareForUpdate(obj, cur)
+		}
 		if opts.subresource != "status" && tracksGeneration(res) && !specEqual(obj, cur) {
 			nm.SetGeneration(om.GetGeneration() + 1)
 		}

@@ -87,6 +87,17 @@ func DefaultSecret(s *corev1.Secret) {
 	if s.Type == "" {
 		s.Type = corev1.SecretTypeOpaque
 	}
+	// stringData is write-only: Kubernetes folds it into data, where its
+	// values win, and never stores or returns it.
+	if len(s.StringData) > 0 {
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		for k, v := range s.StringData {
+			s.Data[k] = []byte(v)
+		}
+		s.StringData = nil
+	}
 }
 
 // DefaultNode keeps podCIDR and podCIDRs in agreement (as the API's

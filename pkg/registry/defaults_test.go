@@ -350,3 +350,17 @@ spec:
 		t.Errorf("prepareServiceUpdate to ClusterIP kept nodePort %d, externalTrafficPolicy %q", toCIP.Spec.Ports[0].NodePort, toCIP.Spec.ExternalTrafficPolicy)
 	}
 }
+
+func TestDefaultSecretFoldsStringData(t *testing.T) {
+	s := &corev1.Secret{Data: map[string][]byte{"a": []byte("old"), "b": []byte("keep")}, StringData: map[string]string{"a": "new", "c": "x"}}
+	DefaultSecret(s)
+	want := map[string]string{"a": "new", "b": "keep", "c": "x"}
+	for k, v := range want {
+		if string(s.Data[k]) != v {
+			t.Errorf("DefaultSecret: data[%s] = %q, want %q", k, s.Data[k], v)
+		}
+	}
+	if s.StringData != nil || s.Type != corev1.SecretTypeOpaque {
+		t.Errorf("DefaultSecret: stringData %v type %q, want nil Opaque", s.StringData, s.Type)
+	}
+}

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	skiffBin = filepath.Join(dir, "skiff")
-	build := exec.Command("go", "build", "-o", skiffBin, "../../cmd/skiff")
+	// skiff-shim lands beside skiff, where the process runtime looks for it.
+	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/...")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building skiff:", err)
