@@ -161,6 +161,9 @@ func Progress(d *appsv1.Deployment, st *appsv1.DeploymentStatus, all []*appsv1.R
 	}
 	var failure *appsv1.ReplicaSetCondition
 	for _, rs := range all {
+		if rs == nil {
+			continue
+		}
 		for i, c := range rs.Status.Conditions {
 			if c.Type == appsv1.ReplicaSetReplicaFailure && failure == nil {
 				failure = &rs.Status.Conditions[i]
