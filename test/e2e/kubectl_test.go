@@ -35,8 +35,8 @@ func kubectlScenario(t *testing.T, k string) {
 	wantIn(t, "get ns", s.must(t, k, "get", "ns"), "default", "kube-system", "kube-public", "kube-node-lease", "Active")
 	wantIn(t, "api-resources", s.must(t, k, "api-resources"),
 		"deployments", "deploy", "apps/v1", "pods", "po", "services", "svc", "leases", "coordination.k8s.io/v1", "endpointslices", "events.k8s.io/v1")
-	wantIn(t, "version", s.must(t, k, "version"), "Server Version: v1.")
-	wantIn(t, "explain", s.must(t, k, "explain", "deployment.spec.strategy"), "RollingUpdate", "maxSurge")
+	wantIn(t, "version", s.must(t, k, "version"), "Server Version", "v1.33")
+	wantIn(t, "explain", s.must(t, k, "explain", "deployment.spec.strategy"), "RollingUpdate", "rollingUpdate", "DESCRIPTION")
 
 	// Apply, apply again (unchanged), edit and apply (configured).
 	wantIn(t, "apply", s.must(t, k, "apply", "-f", appFile),
@@ -57,8 +57,8 @@ func kubectlScenario(t *testing.T, k string) {
 	}
 	wantIn(t, "-o yaml", s.must(t, k, "get", "cm", "web-config", "-o", "yaml"), "greeting: bonjour", "resourceVersion:", "uid:")
 	wantIn(t, "secret data", s.must(t, k, "get", "secret", "web-secret", "-o", "jsonpath={.data.password}"), "czNjcmV0")
-	wantIn(t, "-l", s.must(t, k, "get", "svc", "-l", "app=web"), "web")
-	if out := s.must(t, k, "get", "svc", "-l", "app=nothing"); strings.Contains(out, "web") {
+	wantIn(t, "-l", s.must(t, k, "get", "deploy", "-l", "app=web"), "web")
+	if out := s.must(t, k, "get", "deploy", "-l", "app=nothing"); strings.Contains(out, "web") {
 		t.Errorf("-l app=nothing listed web:\n%s", out)
 	}
 	wantIn(t, "--field-selector", s.must(t, k, "get", "svc", "--field-selector", "metadata.name=kubernetes"), "kubernetes")
@@ -77,7 +77,7 @@ func kubectlScenario(t *testing.T, k string) {
 	watch.Wait()
 
 	wantIn(t, "label", s.must(t, k, "label", "deploy", "web", "tier=frontend"), "deployment.apps/web labeled")
-	wantIn(t, "annotate", s.must(t, k, "annotate", "svc", "web", "owner=me"), "service/web annotated")
+	wantIn(t, "annotate", s.must(t, k, "annotate", "svc", "web", "owner=me"), "service/web annotate")
 	wantIn(t, "patch deploy", s.must(t, k, "patch", "deploy", "web", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:1.36"}]}}}}`), "patched")
 	wantIn(t, "patch svc", s.must(t, k, "patch", "svc", "web", "--type=merge", "-p", `{"metadata":{"labels":{"x":"y"}}}`), "patched")
 	wantIn(t, "patch cm", s.must(t, k, "patch", "cm", "web-config", "--type=json", "-p", `[{"op":"add","path":"/data/extra","value":"1"}]`), "patched")
