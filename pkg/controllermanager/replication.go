@@ -6,6 +6,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/skiff-org/skiff/pkg/controller/deployment"
 	"github.com/skiff-org/skiff/pkg/controller/replicaset"
 )
 
@@ -15,5 +16,6 @@ func replication(client kubernetes.Interface, factory informers.SharedInformerFa
 	return []controller{
 		{"replicaset", 5, replicaset.NewReplicaSet(client, factory, log)},
 		{"replicationcontroller", 5, replicaset.NewReplicationController(client, factory, log)},
+		{"deployment", 5, deployment.New(client, factory, log)},
 	}
 }
