@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -35,7 +36,10 @@ type Config struct {
 	KubeletPort     int    // default 10250; negative disables the kubelet's HTTPS server
 	NodeIP          string // default: the first non-loopback IPv4 address
 	ControlPlane    bool   // this node also runs the control plane (labels it so)
-	Log             *slog.Logger
+	// PodSyncPeriod is how often a running pod is resynced without an event
+	// (and its configMap/secret volumes refreshed); default 10s.
+	PodSyncPeriod time.Duration
+	Log           *slog.Logger
 }
 
 // Run runs the node's components until ctx ends, and returns once all of
@@ -105,6 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ClusterDomain:   cfg.ClusterDomain,
 		Port:            cfg.KubeletPort,
 		ControlPlane:    cfg.ControlPlane,
+		SyncPeriod:      cfg.PodSyncPeriod,
 		Log:             cfg.Log.With("component", "kubelet"),
 	})
 	if err != nil {
