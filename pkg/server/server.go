@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -167,12 +168,17 @@ func RunWith(ctx context.Context, cfg Config, ready func(*Running)) error {
 		defer etcd.Close()
 	}
 
+	kubeletTransport, err := kubeletTransport(bundle)
+	if err != nil {
+		return err
+	}
 	resources := registry.All()
 	api, err := apiserver.New(apiserver.Config{
 		Store: store, Resources: resources, Token: bundle.Token, ClientCA: bundle.CAPool(), CAPEM: bundle.CAPEM,
 		ServiceCIDR: svcNet, NodePortMin: portMin, NodePortMax: portMax,
 		DefaultTolerationSeconds: cfg.DefaultTolerationSeconds,
 		OpenAPI:                  openAPIHandler(resources, log),
+		KubeletTransport:         kubeletTransport,
 		Bootstrap:                apiserver.BootstrapConfig{AdvertiseIP: cfg.AdvertiseAddress, Port: cfg.HTTPSPort},
 		Version:                  Version,
 		Log:                      log,
@@ -262,4 +268,21 @@ func nthIP(n *net.IPNet, i int) string {
 	v := uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
 	v += uint32(i)
 	return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).String()
+}
+
+// kubeletTransport is how the API server reaches kubelets for logs, exec and
+// port-forward: it authenticates with the admin client certificate, and, as
+// Kubernetes does by default, does not verify the kubelets' serving
+// certificates, which they sign themselves.
+func kubeletTransport(b *pki.Bundle) (http.RoundTripper, error) {
+	cert, err := tls.X509KeyPair(b.AdminCertPEM(), b.AdminKeyPEM())
+	if err != nil {
+		return nil, fmt.Errorf("server: admin client certificate: %w", err)
+	}
+	return &http.Transport{
+		TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   false,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}, nil
 }
