@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +64,8 @@ type server struct {
 	dataDir    string
 	kubeconfig string
 	args       []string
-	log        *bytes.Buffer
+	log        *syncBuffer
+	netns      string // when set, the server and kubectl run in this network namespace
 }
 
 func freePort(t *testing.T) string {
@@ -89,8 +91,12 @@ func startServer(t *testing.T, extra ...string) *server {
 
 func (s *server) start(t *testing.T) {
 	t.Helper()
-	s.log = &bytes.Buffer{}
+	s.log = &syncBuffer{}
 	s.cmd = exec.Command(skiffBin, s.args...)
+	if s.netns != "" {
+		// nsenter, unlike `ip netns exec`, keeps the host's /sys and so its cgroups.
+		s.cmd = exec.Command("nsenter", append([]string{"--net=" + s.netns, skiffBin}, s.args...)...)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
@@ -109,6 +115,15 @@ func (s *server) start(t *testing.T) {
 	t.Fatalf("skiff server did not become ready:\n%s", s.log.String())
 }
 
+// logTail is the end of the server's log, for failure messages.
+func (s *server) logTail() string {
+	l := s.log.String()
+	if len(l) > 4000 {
+		l = l[len(l)-4000:]
+	}
+	return l
+}
+
 // kill is kill -9: no chance to flush or clean up.
 func (s *server) kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
@@ -123,6 +138,9 @@ func (s *server) kubectl(t *testing.T, bin string, stdin string, args ...string)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", s.kubeconfig}, args...)...)
+	if s.netns != "" {
+		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + s.netns, bin, "--kubeconfig", s.kubeconfig}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
@@ -149,4 +167,22 @@ func wantIn(t *testing.T, what, out string, fragments ...string) {
 			t.Errorf("%s: output lacks %q:\n%s", what, f, out)
 		}
 	}
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
