@@ -38,7 +38,7 @@ func BenchmarkDecide(b *testing.B) {
 	owned := pod("new", "200m", "256Mi", map[string]string{"app": "web"})
 	owned.OwnerReferences = []metav1.OwnerReference{owner}
 	anti := owned.DeepCopy()
-	anti.Spec.Affinity = antiAffinity(LabelHostname, "web")
+	anti.Spec.Affinity = antiAffinity(LabelHostname, "cache") // matches no placed pod, but every pod is checked
 	spread := owned.DeepCopy()
 	spread.Spec.TopologySpreadConstraints = []v1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: LabelZone,
 		WhenUnsatisfiable: v1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}}
