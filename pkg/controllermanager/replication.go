@@ -10,8 +10,8 @@ import (
 	"github.com/skiff-org/skiff/pkg/controller/replicaset"
 )
 
-// replication returns the ReplicaSet, ReplicationController and (once its
-// package lands) Deployment controllers.
+// replication returns the ReplicaSet, ReplicationController and Deployment
+// controllers.
 func replication(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger) []controller {
 	return []controller{
 		{"replicaset", 5, replicaset.NewReplicaSet(client, factory, log)},
