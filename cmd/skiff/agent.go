@@ -31,7 +31,7 @@ func agentCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "", "URL of the skiff server, e.g. https://10.0.0.1:6443")
-	f.StringVar(&token, "token", "", "join token printed by `skiff server` (also in its data dir, pki/join-token)")
+	f.StringVar(&token, "token", "", "join token: the content of DATA_DIR/join-token on the server (its path is in `skiff server`'s ready line)")
 	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/skiff/agent", "directory for pod volumes, logs and runtime state")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this node (default: the host name)")
 	f.StringVar(&cfg.NodeIP, "node-ip", "", "IP address other nodes and the server reach this node at (default: first non-loopback IPv4)")

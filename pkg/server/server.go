@@ -234,7 +234,8 @@ func RunWith(ctx context.Context, cfg Config, ready func(*Running)) error {
 	admin.QPS, admin.Burst = 5000, 10000
 	run := &Running{URL: localURL, Admin: admin, Kubeconfig: kubeconfig, Bundle: bundle, Ready: time.Since(start)}
 	log.Info("skiff server ready", "url", "https://"+net.JoinHostPort(cfg.AdvertiseAddress, strconv.Itoa(cfg.HTTPSPort)),
-		"kubeconfig", kubeconfig, "startup", run.Ready.Round(time.Millisecond).String())
+		"kubeconfig", kubeconfig, "joinToken", filepath.Join(cfg.DataDir, "join-token"),
+		"startup", run.Ready.Round(time.Millisecond).String())
 	if ready != nil {
 		ready(run)
 	}
