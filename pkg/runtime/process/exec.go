@@ -23,6 +23,7 @@ import (
 
 	"github.com/skiff-org/skiff/pkg/podnet"
 	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
+	"github.com/skiff-org/skiff/pkg/runtime/streaming"
 )
 
 // maxExecOutput caps what ExecSync keeps of each stream, as the kubelet
@@ -187,36 +188,61 @@ func waitCtx(ctx context.Context, cmd *exec.Cmd) (int, error) {
 	return int(code), nil
 }
 
-// The CRI streaming calls return a URL of a streaming server; until skiff's
-// streaming server exists they are rejected loudly.
+// The CRI streaming calls return a URL of the runtime's streaming server,
+// where the kubelet sends the client's upgraded connection.
 
 // Exec implements CRI.
-func (r *Runtime) Exec(context.Context, *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "process: streaming exec is not served yet")
+func (r *Runtime) Exec(_ context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	if _, _, err := r.running(req.GetContainerId()); err != nil {
+		return nil, grpcErr(err)
+	}
+	resp, err := r.stream.GetExec(req)
+	return resp, streamErr(err)
 }
 
 // Attach implements CRI.
-func (r *Runtime) Attach(context.Context, *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "process: streaming attach is not served yet")
+func (r *Runtime) Attach(_ context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	if _, _, err := r.running(req.GetContainerId()); err != nil {
+		return nil, grpcErr(err)
+	}
+	resp, err := r.stream.GetAttach(req)
+	return resp, streamErr(err)
 }
 
 // PortForward implements CRI.
-func (r *Runtime) PortForward(context.Context, *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "process: streaming port-forward is not served yet")
+func (r *Runtime) PortForward(_ context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
+	if _, err := r.sandbox(req.GetPodSandboxId()); err != nil {
+		return nil, grpcErr(err)
+	}
+	resp, err := r.stream.GetPortForward(req)
+	return resp, streamErr(err)
 }
 
-// TerminalSize is a terminal's size in characters; it mirrors client-go's
-// remotecommand.TerminalSize (not imported to keep this package free of the
-// SPDY/WebSocket stack).
-type TerminalSize struct {
-	Width  uint16
-	Height uint16
+// streamErr maps the streaming server's errors to gRPC codes.
+func streamErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, streaming.ErrInvalidRequest):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, streaming.ErrTooManyRequests):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, streaming.ErrNotServing):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return grpcErr(err)
 }
+
+// TerminalSize is a terminal's size in characters (the streaming server's
+// type, so Streamer is its Runtime as it is).
+type TerminalSize = streaming.TerminalSize
 
 // Streamer gives a streaming server (kubectl exec/attach/port-forward) the
 // runtime's primitives. It is a separate type because *Runtime's Exec,
 // Attach and PortForward names are taken by the CRI methods.
 type Streamer struct{ r *Runtime }
+
+var _ streaming.Runtime = (*Streamer)(nil)
 
 // Streamer returns the streaming primitives of r.
 func (r *Runtime) Streamer() *Streamer { return &Streamer{r: r} }

@@ -30,6 +30,7 @@ import (
 	"github.com/skiff-org/skiff/pkg/cgroups"
 	"github.com/skiff-org/skiff/pkg/podnet"
 	"github.com/skiff-org/skiff/pkg/runtime/process/shim"
+	"github.com/skiff-org/skiff/pkg/runtime/streaming"
 )
 
 // RuntimeName is what Version reports.
@@ -77,6 +78,9 @@ type Runtime struct {
 	net     *podnet.Network
 	cg      *cgroups.Manager // nil: no cgroups (not root, or none mounted)
 	cgError string
+	// stream serves the URLs CRI Exec, Attach and PortForward hand out; it
+	// listens on loopback once Serve runs.
+	stream *streaming.Server
 
 	mu         sync.Mutex
 	sandboxes  map[string]*sandboxMeta
@@ -140,6 +144,11 @@ func New(cfg Config) (*Runtime, error) {
 	if err := r.load(); err != nil {
 		return nil, fmt.Errorf("process: load state: %w", err)
 	}
+	stream, err := streaming.New(streaming.Config{Addr: "127.0.0.1:0", Runtime: r.Streamer(), Log: r.log.With("component", "streaming")})
+	if err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	r.stream = stream
 	running := 0
 	for id := range r.containers {
 		if r.status(id).State == "running" {
@@ -150,8 +159,9 @@ func New(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
-// Serve serves the CRI runtime and image services on a unix socket until ctx
-// is done.
+// Serve serves the CRI runtime and image services on a unix socket, and the
+// streaming server (exec, attach, port-forward) on loopback, until ctx is
+// done.
 func (r *Runtime) Serve(ctx context.Context, socketPath string) error {
 	if err := os.MkdirAll(filepath.Dir(socketPath), 0o755); err != nil {
 		return err
@@ -160,6 +170,10 @@ func (r *Runtime) Serve(ctx context.Context, socketPath string) error {
 	ln, err := net.Listen("unix", socketPath)
 	if err != nil {
 		return fmt.Errorf("process: listen %s: %w", socketPath, err)
+	}
+	if err := r.stream.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("process: %w", err)
 	}
 	srv := grpc.NewServer()
 	runtimeapi.RegisterRuntimeServiceServer(srv, r)

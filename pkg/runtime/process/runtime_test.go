@@ -285,8 +285,14 @@ func TestExec(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("ExecSync(sleep 10, timeout 1) = %v, want DeadlineExceeded", err)
 	}
-	if _, err := e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"true"}}); status.Code(err) != codes.Unimplemented {
-		t.Errorf("CRI Exec = %v, want Unimplemented until the streaming server exists", err)
+	if r, err := e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"true"}, Stdout: true}); err != nil || !strings.HasPrefix(r.GetUrl(), "http://127.0.0.1:") {
+		t.Errorf("CRI Exec = %v, %v, want a URL of the loopback streaming server", r, err)
+	}
+	if _, err := e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"true"}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("CRI Exec without streams = %v, want InvalidArgument", err)
+	}
+	if _, err := e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: "nope", Cmd: []string{"true"}, Stdout: true}); status.Code(err) != codes.NotFound {
+		t.Errorf("CRI Exec in an unknown container = %v, want NotFound", err)
 	}
 }
 
