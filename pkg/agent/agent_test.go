@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -365,4 +366,78 @@ func waitFile(t *testing.T, path, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s = %q, want %q", path, got, want)
+}
+
+// TestAgentPodStartup measures create→Running for single pods and for 100
+// at once; set SKIFF_BENCH=1 to run it (numbers go to docs/benchmarks.md).
+func TestAgentPodStartup(t *testing.T) {
+	if os.Getenv("SKIFF_BENCH") == "" {
+		t.Skip("set SKIFF_BENCH=1")
+	}
+	if !inNetns(t) {
+		return
+	}
+	c := testcluster.Start(t, testcluster.Options{})
+	dataDir := t.TempDir()
+	stop := startAgent(t, c, dataDir)
+	ctx := context.Background()
+	client := c.Client
+	defer func() {
+		_ = client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			sandboxes, _ := os.ReadDir(filepath.Join(dataDir, "runtime", "sandboxes"))
+			if len(sandboxes) == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stop()
+	}()
+	running := func(name string) {
+		for {
+			p, err := client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+			if err == nil && p.Status.Phase == v1.PodRunning {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	var lat []time.Duration
+	for i := range benchN() {
+		name := fmt.Sprintf("one-%d", i)
+		start := time.Now()
+		if _, err := client.CoreV1().Pods("default").Create(ctx, pod(name, v1.RestartPolicyAlways, "exec sleep 1000"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		running(name)
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("BENCH single pod create→Running: p50 %v p99 %v (n=%d)", lat[len(lat)/2], lat[len(lat)-1], len(lat))
+	if os.Getenv("SKIFF_BENCH_EVENTS") != "" {
+		evs, _ := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		for _, e := range evs.Items {
+			t.Logf("BENCH event %s %s %s %s", e.InvolvedObject.Name, e.FirstTimestamp.Format(time.RFC3339Nano), e.Reason, e.Message)
+		}
+		return
+	}
+
+	start := time.Now()
+	for i := range 100 {
+		if _, err := client.CoreV1().Pods("default").Create(ctx, pod(fmt.Sprintf("many-%d", i), v1.RestartPolicyAlways, "exec sleep 1000"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		running(fmt.Sprintf("many-%d", i))
+	}
+	t.Logf("BENCH 100 pods create→all Running: %v", time.Since(start))
+}
+
+func benchN() int {
+	if n, err := strconv.Atoi(os.Getenv("SKIFF_BENCH_N")); err == nil {
+		return n
+	}
+	return 30
 }
