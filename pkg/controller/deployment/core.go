@@ -201,6 +201,14 @@ func sum(rss []*appsv1.ReplicaSet, f func(*appsv1.ReplicaSet) int32) int32 {
 	return n
 }
 
+// availableOf counts a ReplicaSet's available pods that it will keep: its
+// status can lag a scale-down, and the pods above spec.replicas are about to
+// go (the least valuable, so unavailable ones first). Counting them would let
+// a rollout dip below its floor.
+func availableOf(rs *appsv1.ReplicaSet) int32 {
+	return min(rs.Status.AvailableReplicas, replicas(rs))
+}
+
 func specReplicas(rs *appsv1.ReplicaSet) int32   { return replicas(rs) }
 func statusReplicas(rs *appsv1.ReplicaSet) int32 { return rs.Status.Replicas }
 func readyReplicas(rs *appsv1.ReplicaSet) int32  { return rs.Status.ReadyReplicas }
@@ -262,7 +270,7 @@ func RollingScaleDown(d *appsv1.Deployment, newRS *appsv1.ReplicaSet, old []*app
 		if cleaned >= maxScaledDown {
 			break
 		}
-		unhealthy := size[rs] - rs.Status.AvailableReplicas
+		unhealthy := size[rs] - availableOf(rs)
 		if size[rs] == 0 || unhealthy <= 0 {
 			continue
 		}
@@ -271,9 +279,9 @@ func RollingScaleDown(d *appsv1.Deployment, newRS *appsv1.ReplicaSet, old []*app
 		cleaned += n
 	}
 	// Then available pods, down to the floor.
-	available := sum(old, availReplicas)
+	available := sum(old, availableOf)
 	if newRS != nil {
-		available += newRS.Status.AvailableReplicas
+		available += availableOf(newRS)
 	}
 	if available > minAvailable {
 		budget := available - minAvailable

@@ -52,6 +52,11 @@ func rs(name string, age int, spec, available int32) *appsv1.ReplicaSet {
 	}
 }
 
+func withStatus(r *appsv1.ReplicaSet, replicas, available int32) *appsv1.ReplicaSet {
+	r.Status.Replicas, r.Status.AvailableReplicas = replicas, available
+	return r
+}
+
 func TestFenceposts(t *testing.T) {
 	tests := []struct {
 		surge, unavail   string
@@ -181,6 +186,7 @@ func TestRollingScaleDown(t *testing.T) {
 		{"at the floor: nothing", deploy(10, "25%", "25%"), rs("n", 0, 3, 0), []*appsv1.ReplicaSet{rs("o", 5, 8, 8)}, map[string]int32{}},
 		{"oldest first", deploy(4, "2", "2"), rs("n", 0, 1, 1), []*appsv1.ReplicaSet{rs("young", 2, 2, 2), rs("old", 9, 2, 2)}, map[string]int32{"old": 0, "young": 1}},
 		{"new fully available: old to zero", deploy(4, "1", "1"), rs("n", 0, 4, 4), []*appsv1.ReplicaSet{rs("o", 5, 1, 1)}, map[string]int32{"o": 0}},
+		{"status lagging a scale-down does not count", deploy(6, "2", "1"), rs("n", 0, 3, 2), []*appsv1.ReplicaSet{withStatus(rs("o", 5, 5, 6), 6, 6)}, map[string]int32{"o": 3}},
 		{"no old", deploy(4, "1", "1"), rs("n", 0, 4, 4), nil, map[string]int32{}},
 	}
 	for _, tt := range tests {

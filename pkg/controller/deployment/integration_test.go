@@ -64,9 +64,14 @@ func fakeKubelet(t *testing.T, cfg *rest.Config, delay time.Duration) {
 	client := fastClient(cfg)
 	f := informers.NewSharedInformerFactory(client, 0)
 	ctx, cancel := context.WithCancel(context.Background())
-	work := make(chan *v1.Pod, 100000)
+	type seen struct {
+		pod *v1.Pod
+		at  time.Time
+	}
+	work := make(chan seen, 100000)
 	f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { work <- obj.(*v1.Pod) },
+		// creationTimestamp has whole seconds only; time from now.
+		AddFunc: func(obj any) { work <- seen{obj.(*v1.Pod), time.Now()} },
 	})
 	var wg sync.WaitGroup
 	for range 16 {
@@ -75,8 +80,9 @@ func fakeKubelet(t *testing.T, cfg *rest.Config, delay time.Duration) {
 				select {
 				case <-ctx.Done():
 					return
-				case p := <-work:
-					if wait := time.Until(p.CreationTimestamp.Add(delay)); wait > 0 {
+				case w := <-work:
+					p := w.pod
+					if wait := time.Until(w.at.Add(delay)); wait > 0 {
 						select {
 						case <-ctx.Done():
 							return
@@ -189,7 +195,7 @@ func podsOf(t *testing.T, c kubernetes.Interface, uid types.UID) []v1.Pod {
 	return out
 }
 
-func setImage(t *testing.T, c kubernetes.Interface, name, image string) {
+func setImage(t testing.TB, c kubernetes.Interface, name, image string) {
 	t.Helper()
 	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"c","image":%q}]}}}}`, image)
 	if _, err := c.AppsV1().Deployments("default").Patch(context.Background(), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
@@ -256,6 +262,7 @@ func watchBounds(t *testing.T, cfg *rest.Config, app string) *bounds {
 			b.mu.Lock()
 			delete(b.live, p.Name)
 			delete(b.ready, p.Name)
+			b.minReady = min(b.minReady, len(b.ready))
 			b.mu.Unlock()
 		},
 	})
