@@ -25,10 +25,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	skiffversion "github.com/skiff-org/skiff/pkg/version"
 )
 
 // Version is the kubelet version the node reports.
-const Version = "v1.37.2-skiff"
+const Version = skiffversion.Skiff
 
 // Sentinel errors.
 var (

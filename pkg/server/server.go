@@ -23,12 +23,13 @@ import (
 	"github.com/skiff-org/skiff/pkg/pki"
 	"github.com/skiff-org/skiff/pkg/registry"
 	"github.com/skiff-org/skiff/pkg/storage"
+	skiffversion "github.com/skiff-org/skiff/pkg/version"
 )
 
 // Version is what /version reports. The minor version is the Kubernetes API
 // level skiff serves, so kubectl's version-skew checks see a peer.
 var Version = version.Info{
-	Major: "1", Minor: "33", GitVersion: "v1.33.0-skiff", GitCommit: "skiff", GitTreeState: "clean",
+	Major: skiffversion.Major, Minor: skiffversion.Minor, GitVersion: skiffversion.Skiff, GitCommit: "skiff", GitTreeState: "clean",
 	BuildDate: "2026-11-27T00:00:00Z", GoVersion: runtime.Version(), Compiler: runtime.Compiler,
 	Platform: runtime.GOOS + "/" + runtime.GOARCH,
 }
