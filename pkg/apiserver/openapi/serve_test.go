@@ -1,10 +1,12 @@
 package openapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	openapiv2 "github.com/google/gnostic-models/openapiv2"
@@ -151,6 +153,31 @@ func TestAcceptable(t *testing.T) {
 	for _, tt := range tests {
 		if got := strings.Join(acceptable(tt.header), " "); got != tt.want {
 			t.Errorf("acceptable(%q) = %q, want %q", tt.header, got, tt.want)
+		}
+	}
+}
+
+// TestServeConcurrent requests the lazily built protobuf form from many
+// goroutines at once; all must get the same bytes.
+func TestServeConcurrent(t *testing.T) {
+	d, err := New(testResources(), "v1.33.0") // fresh: protobuf not yet built
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	bodies := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bodies[i] = get(d, "/openapi/v2", map[string]string{"Accept": mimeV2ProtobufLegacy}).Body.Bytes()
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if len(bodies[i]) == 0 || !bytes.Equal(bodies[i], bodies[0]) {
+			t.Fatalf("concurrent protobuf request %d got %d bytes, want the %d of the first", i, len(bodies[i]), len(bodies[0]))
 		}
 	}
 }
