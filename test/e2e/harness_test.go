@@ -89,7 +89,7 @@ func startServer(t *testing.T, extra ...string) *server {
 	return s
 }
 
-func (s *server) start(t *testing.T) {
+func (s *server) start(t testing.TB) {
 	t.Helper()
 	s.log = &syncBuffer{}
 	s.cmd = exec.Command(skiffBin, s.args...)

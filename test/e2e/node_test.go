@@ -16,7 +16,12 @@ import (
 // startNode runs a whole one-node cluster — `skiff server` with its agent —
 // inside a network namespace made for the test, with a fake uplink (a veth
 // pair with both ends inside), so pod traffic never leaves the machine.
-func startNode(t *testing.T) *server {
+func startNode(t *testing.T) *server { return startNodeTB(t) }
+
+// startNodeB is startNode for benchmarks.
+func startNodeB(b *testing.B) *server { return startNodeTB(b) }
+
+func startNodeTB(t testing.TB) *server {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("e2e: a one-node cluster needs root (network namespaces, bridges, cgroups); run the suite as root")
