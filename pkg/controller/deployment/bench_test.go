@@ -97,7 +97,13 @@ type deploymentGetter interface {
 func waitComplete(b *testing.B, ds deploymentGetter, name string, n int32, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	var last appsv1.DeploymentStatus
+	start, logged := time.Now(), time.Now()
 	for time.Now().Before(deadline) {
+		if time.Since(logged) > 2*time.Second {
+			logged = time.Now()
+			b.Logf("%5.1fs %s: replicas %d updated %d ready %d available %d", time.Since(start).Seconds(), name,
+				last.Replicas, last.UpdatedReplicas, last.ReadyReplicas, last.AvailableReplicas)
+		}
 		d, err := ds.Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil {
 			last = d.Status

@@ -34,6 +34,9 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
+// conflictRetry is how soon a key whose write hit a conflict is retried.
+const conflictRetry = 50 * time.Millisecond
+
 // Errors.
 var (
 	ErrCacheSync = errors.New("deployment: caches did not sync")
@@ -188,8 +191,18 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		if ctx.Err() == nil && !apierrors.IsConflict(err) && !errors.Is(err, ErrCollision) {
+	err := c.sync(ctx, key)
+	switch {
+	case err == nil:
+	case apierrors.IsConflict(err):
+		// Someone wrote a newer version, which the informer will bring;
+		// look again soon, without the exponential back-off that would
+		// stall a busy key for seconds under load.
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, conflictRetry)
+		return true
+	default:
+		if ctx.Err() == nil && !errors.Is(err, ErrCollision) {
 			c.log.Info("sync failed, requeuing", "deployment", key, "err", err)
 		}
 		c.queue.AddRateLimited(key)
