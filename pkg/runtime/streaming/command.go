@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -111,12 +113,21 @@ func statusMessage(proto string, err error) []byte {
 	return b
 }
 
+// initialSizeWait bounds how long a tty session waits for the client's
+// first terminal size before starting the command (kubectl sends it as soon
+// as it connects; a command started earlier sees a 0x0 terminal).
+const initialSizeWait = time.Second
+
 // decodeResizes turns the JSON sizes read from r into a channel that ends
-// when r does or ctx is done.
-func decodeResizes(ctx context.Context, r io.Reader) <-chan TerminalSize {
+// when r does or ctx is done. first is closed once the first size is
+// buffered on the channel (or r has ended).
+func decodeResizes(ctx context.Context, r io.Reader) (sizes <-chan TerminalSize, first <-chan struct{}) {
 	ch := make(chan TerminalSize, 1)
+	got := make(chan struct{})
 	go func() {
 		defer close(ch)
+		var once sync.Once
+		defer once.Do(func() { close(got) })
 		dec := json.NewDecoder(r)
 		for {
 			var sz TerminalSize
@@ -125,10 +136,22 @@ func decodeResizes(ctx context.Context, r io.Reader) <-chan TerminalSize {
 			}
 			select {
 			case ch <- sz:
+				once.Do(func() { close(got) })
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	return ch
+	return ch, got
+}
+
+// awaitFirstSize waits, at most initialSizeWait, for first.
+func awaitFirstSize(ctx context.Context, first <-chan struct{}) {
+	t := time.NewTimer(initialSizeWait)
+	defer t.Stop()
+	select {
+	case <-first:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

@@ -73,6 +73,13 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, cmd []string, stdin i
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	case "size-now": // what the terminal size is as the command starts
+		select {
+		case sz := <-resize:
+			fmt.Fprintf(stdout, "%dx%d", sz.Width, sz.Height)
+		default:
+			fmt.Fprint(stdout, "none")
+		}
 	case "fail":
 		return errors.New("boom")
 	case "wait":
@@ -174,6 +181,7 @@ func TestRemoteCommand(t *testing.T) {
 		{name: "split", cmd: []string{"split"}, wantOut: "out", wantErr: "err"},
 		{name: "exit 3", cmd: []string{"exit", "3"}, wantCode: 3},
 		{name: "tty size", cmd: []string{"size"}, tty: true, wantOut: "120x40 tty=true"},
+		{name: "tty size at start", cmd: []string{"size-now"}, tty: true, wantOut: "120x40"},
 		{name: "runtime error", cmd: []string{"fail"}, wantCode: -1, wantErrMessageSubstr: "boom"},
 	}
 	for _, tr := range transports {

@@ -95,7 +95,9 @@ func (s *Server) serveSPDYCommand(w http.ResponseWriter, r *http.Request, opts s
 		st.stderr = v
 	}
 	if v, ok := got[streamTypeResize]; ok {
-		st.resize = decodeResizes(ctx, v)
+		var first <-chan struct{}
+		st.resize, first = decodeResizes(ctx, v)
+		awaitFirstSize(ctx, first)
 	}
 	runErr := run(ctx, st)
 	errStream := got[streamTypeError]

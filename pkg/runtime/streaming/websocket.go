@@ -225,8 +225,9 @@ func (s *Server) serveWebSocketCommand(w http.ResponseWriter, r *http.Request, o
 	if opts.stdin {
 		st.stdin = c.reader(chanStdin)
 	}
+	var first <-chan struct{}
 	if opts.tty {
-		st.resize = decodeResizes(ctx, c.reader(chanResize))
+		st.resize, first = decodeResizes(ctx, c.reader(chanResize))
 	}
 	if opts.stdout {
 		st.stdout = c.writer(chanStdout)
@@ -238,6 +239,9 @@ func (s *Server) serveWebSocketCommand(w http.ResponseWriter, r *http.Request, o
 		c.run()
 		cancel() // the client went away: stop the command
 	}()
+	if first != nil {
+		awaitFirstSize(ctx, first)
+	}
 	runErr := run(ctx, st)
 	if msg := statusMessage(proto, runErr); msg != nil {
 		if err := c.write(chanError, msg); err != nil {
