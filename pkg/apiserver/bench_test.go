@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -300,6 +303,10 @@ func BenchmarkListPods(b *testing.B) {
 		writers[i] = client(b, c.Config, contentTypes[0].contentType, contentTypes[0].accept)
 	}
 	createPods(b, writers, "default", "p", n)
+	// Steady state: the cache has caught up with etcd and memoized encodings.
+	if _, err := c.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{}); err != nil {
+		b.Fatalf("list pods: %v", err)
+	}
 	for _, rv := range []struct{ name, rv string }{{"cache", "0"}, {"consistent", ""}} {
 		for _, ct := range contentTypes {
 			cl := client(b, c.Config, ct.contentType, ct.accept)
@@ -333,5 +340,45 @@ func BenchmarkListPods(b *testing.B) {
 				b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/list")
 			})
 		}
+	}
+}
+
+// BenchmarkIdleHeap reports the live heap of an idle control plane running
+// in this process, after a GC: etcd and the API server alone ("apiserver"),
+// and with the scheduler and controllers ("components"). It is the Go heap
+// part of the server's resident memory (serverbench prints the RSS of the
+// real binary). SKIFF_BENCH_HEAPPROFILE=DIR writes DIR/heap-NAME.pprof for
+// `go tool pprof -sample_index=inuse_space -top`.
+func BenchmarkIdleHeap(b *testing.B) {
+	for _, cfg := range []struct {
+		name       string
+		components bool
+	}{{"apiserver", false}, {"components", true}} {
+		b.Run(cfg.name, func(b *testing.B) {
+			var before runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for b.Loop() {
+				c := testcluster.Start(b, testcluster.Options{Scheduler: cfg.components, Controllers: cfg.components})
+				// Let the components sync their informers and settle.
+				time.Sleep(2 * time.Second)
+				var after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "heap-MB")
+				b.ReportMetric(float64(after.HeapInuse)/(1<<20), "process-heap-MB")
+				if dir := os.Getenv("SKIFF_BENCH_HEAPPROFILE"); dir != "" {
+					f, err := os.Create(filepath.Join(dir, "heap-"+cfg.name+".pprof"))
+					if err != nil {
+						b.Fatalf("create heap profile: %v", err)
+					}
+					if err := pprof.WriteHeapProfile(f); err != nil {
+						b.Fatalf("write heap profile: %v", err)
+					}
+					f.Close()
+				}
+				c.Stop()
+			}
+		})
 	}
 }
