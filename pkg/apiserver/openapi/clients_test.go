@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,6 +11,8 @@ import (
 	"k8s.io/kube-openapi/pkg/util/proto"
 	"k8s.io/kube-openapi/pkg/util/proto/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-org/skiff/pkg/registry"
 )
 
 // v2Models parses the v2 document as client-go's tools do (kubectl's
@@ -118,6 +121,57 @@ func TestGVKParser(t *testing.T) {
 	} {
 		if p.Type(k) == nil {
 			t.Errorf("GvkParser.Type(%v) = nil, want a type", k)
+		}
+	}
+}
+
+// TestOptionalFieldsExist keeps the table of optional fields in step with
+// k8s.io/api: each entry must name a field of a described type that is
+// serialized without omitempty (otherwise the entry is stale).
+func TestOptionalFieldsExist(t *testing.T) {
+	types := map[string]reflect.Type{}
+	var collect func(reflect.Type)
+	collect = func(rt reflect.Type) {
+		for rt.Kind() == reflect.Pointer || rt.Kind() == reflect.Slice || rt.Kind() == reflect.Map || rt.Kind() == reflect.Array {
+			rt = rt.Elem()
+		}
+		if rt.Kind() != reflect.Struct {
+			return
+		}
+		name := definitionName(rt)
+		if _, ok := types[name]; ok {
+			return
+		}
+		types[name] = rt
+		for i := 0; i < rt.NumField(); i++ {
+			collect(rt.Field(i).Type)
+		}
+	}
+	for _, r := range registry.All() {
+		collect(reflect.TypeOf(r.New()))
+	}
+	for _, r := range testResources() {
+		collect(reflect.TypeOf(r.New()))
+	}
+	for key := range optionalFields {
+		i := strings.LastIndex(key, ".")
+		def, field := key[:i], key[i+1:]
+		rt, ok := types[def]
+		if !ok {
+			continue // a type of a resource not served yet
+		}
+		found := false
+		for j := 0; j < rt.NumField(); j++ {
+			name, opts, _ := strings.Cut(rt.Field(j).Tag.Get("json"), ",")
+			if name == field {
+				found = true
+				if strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero") {
+					t.Errorf("optionalFields[%q]: the field has omitempty now; drop the entry", key)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("optionalFields[%q]: %s has no field %q", key, def, field)
 		}
 	}
 }
