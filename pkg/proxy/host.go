@@ -118,17 +118,40 @@ var jumps = []jump{
 	{"filter", "INPUT", []string{"-j", chainFirewall}},
 }
 
+// saveForm is how iptables-save prints a rule's arguments.
+func saveForm(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t") {
+			a = `"` + a + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
 // ensureJumps installs the jumps from the built-in chains, once each: a jump
 // already there is left alone. Jumps go first in their chain (in the order
 // listed) so that other software's ACCEPT or DROP rules cannot skip them.
+// Presence is read from iptables-save, because iptables-nft's -C reports
+// some absent rules as present.
 func (h *host) ensureJumps() error {
 	return h.do(func() error {
+		have := map[string]bool{}
+		for _, table := range []string{"filter", "nat"} {
+			out, err := run(nil, "iptables-save", "-t", table)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				have[table+" "+line] = true
+			}
+		}
 		pos := map[string]int{}
 		for _, j := range jumps {
 			key := j.table + "/" + j.chain
 			pos[key]++
-			check := append([]string{"-w", "5", "-t", j.table, "-C", j.chain}, j.rule...)
-			if _, err := run(nil, "iptables", check...); err == nil {
+			if have[j.table+" -A "+j.chain+" "+saveForm(j.rule)] {
 				continue
 			}
 			ins := append([]string{"-w", "5", "-t", j.table, "-I", j.chain, fmt.Sprint(pos[key])}, j.rule...)

@@ -188,8 +188,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 			p.state = nil
 			retry = time.After(backoff)
 			backoff = min(2*backoff, 10*time.Second)
-			full = false
-			continue
+			continue // a failed full sync is retried in full
 		}
 		retry, backoff, full = nil, 100*time.Millisecond, false
 	}

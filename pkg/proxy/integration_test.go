@@ -1,0 +1,290 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-org/skiff/internal/testcluster"
+)
+
+// TestRulesApply loads every golden ruleset into a real kernel, in a fresh
+// namespace, so that the golden files cannot drift from what iptables takes.
+func TestRulesApply(t *testing.T) {
+	requireNetAdmin(t)
+	ns := newNetns(t, "apply")
+	h := &host{netns: ns}
+	for name, snap := range goldenCases() {
+		st, err := h.save()
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := Render(st, Build(snap))
+		if err := h.restore(text); err != nil {
+			t.Errorf("%s: iptables-restore: %v", name, err)
+		}
+	}
+	if err := h.ensureJumps(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ensureJumps(); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	inNetns(t, ns, func() (err error) { out, err = run(nil, "iptables-save"); return err })
+	for _, j := range jumps {
+		line := "-A " + j.chain + " " + saveForm(j.rule)
+		if n := countLines(string(out), line); n != 1 {
+			t.Errorf("%q after two ensureJumps: %d times, want 1:\n%s", line, n, out)
+		}
+	}
+}
+
+func countLines(text, line string) int {
+	n := 0
+	for _, l := range splitLines(text) {
+		if l == line {
+			n++
+		}
+	}
+	return n
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}
+
+// lab is a one-node network: a node namespace with bridge br0
+// (10.42.0.1/24), three pods serving HTTP on 8080, a client pod, and an
+// "outside" namespace wired to the node at 192.168.77.0/24.
+type lab struct {
+	node, client, outside string
+	pods                  []string
+	syncs                 chan SyncStats
+}
+
+const podCIDR = "10.42.0.0/24"
+
+func newLab(t *testing.T) *lab {
+	l := &lab{node: newNetns(t, "node"), client: newNetns(t, "cli"), outside: newNetns(t, "out"), syncs: make(chan SyncStats, 100)}
+	n := nsName(l.node)
+	sh(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", n, "addr", "add", "10.42.0.1/24", "dev", "br0")
+	sh(t, "ip", "-n", n, "link", "set", "br0", "up")
+	for i := 1; i <= 3; i++ {
+		p := newNetns(t, fmt.Sprintf("p%d", i))
+		plug(t, l.node, "br0", p, fmt.Sprintf("vp%d", i), fmt.Sprintf("10.42.0.1%d/24", i), "10.42.0.1")
+		serveHTTP(t, p, ":8080", fmt.Sprintf("pod%d", i))
+		l.pods = append(l.pods, p)
+	}
+	plug(t, l.node, "br0", l.client, "vc", "10.42.0.20/24", "10.42.0.1")
+	o := nsName(l.outside)
+	sh(t, "ip", "-n", n, "link", "add", "nd0", "type", "veth", "peer", "name", "eth0", "netns", o)
+	sh(t, "ip", "-n", n, "addr", "add", "192.168.77.1/24", "dev", "nd0")
+	sh(t, "ip", "-n", n, "link", "set", "nd0", "up")
+	sh(t, "ip", "-n", o, "addr", "add", "192.168.77.2/24", "dev", "eth0")
+	sh(t, "ip", "-n", o, "link", "set", "eth0", "up")
+	return l
+}
+
+func (l *lab) startProxy(t *testing.T, client kubernetes.Interface) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("SKIFF_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	p := New(client, Config{Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", OnSync: func(s SyncStats) {
+		log.Info("synced", "stats", s)
+		select {
+		case l.syncs <- s:
+		default:
+		}
+	}})
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy Run() = %v", err)
+		}
+	})
+}
+
+func webSlice(ips ...string) *discovery.EndpointSlice {
+	s := &discovery.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-1", Namespace: "default", Labels: map[string]string{discovery.LabelServiceName: "web"}},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports:       []discovery.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(v1.ProtocolTCP)}},
+		Endpoints:   []discovery.Endpoint{},
+	}
+	for _, ip := range ips {
+		s.Endpoints = append(s.Endpoints, discovery.Endpoint{Addresses: []string{ip}, Conditions: discovery.EndpointConditions{Ready: ptr(true)}})
+	}
+	return s
+}
+
+// spread makes n requests and counts answers by pod.
+func spread(t *testing.T, ns, url string, n int) map[string]int {
+	t.Helper()
+	c := nsClient(ns)
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		body, err := get(c, url)
+		if err != nil {
+			t.Fatalf("request %d to %s from %s: %v", i, url, nsName(ns), err)
+		}
+		seen[body]++
+	}
+	return seen
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestProxyInNetns(t *testing.T) {
+	requireNetAdmin(t)
+	l := newLab(t)
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := context.Background()
+	cs := c.Client
+
+	svc, err := cs.CoreV1().Services("default").Create(ctx, &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Type:  v1.ServiceTypeNodePort,
+			Ports: []v1.ServicePort{{Name: "http", Port: 80, Protocol: v1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices("default").Create(ctx, webSlice("10.42.0.11", "10.42.0.12", "10.42.0.13"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l.startProxy(t, cs)
+	cip, np := svc.Spec.ClusterIP, svc.Spec.Ports[0].NodePort
+	url := "http://" + cip + "/"
+	client := nsClient(l.client)
+	waitFor(t, "service answers", 5*time.Second, func() bool { _, err := get(client, url); return err == nil })
+
+	t.Run("spreads over all endpoints", func(t *testing.T) {
+		seen := spread(t, l.client, url, 60)
+		if len(seen) != 3 {
+			t.Errorf("60 requests reached %v, want all 3 pods", seen)
+		}
+	})
+	t.Run("node port", func(t *testing.T) {
+		for _, tc := range []struct{ ns, addr string }{
+			{l.node, "10.42.0.1"}, {l.node, "192.168.77.1"}, {l.node, "127.0.0.1"}, {l.outside, "192.168.77.1"}, {l.client, "10.42.0.1"},
+		} {
+			u := fmt.Sprintf("http://%s:%d/", tc.addr, np)
+			if body, err := get(nsClient(tc.ns), u); err != nil {
+				t.Errorf("GET %s from %s: %v", u, nsName(tc.ns), err)
+			} else if body[:3] != "pod" {
+				t.Errorf("GET %s from %s = %q, want a pod's name", u, nsName(tc.ns), body)
+			}
+		}
+	})
+	t.Run("cluster IP from the node", func(t *testing.T) {
+		if body, err := get(nsClient(l.node), url); err != nil || body[:3] != "pod" {
+			t.Errorf("GET %s from the node = %q, %v", url, body, err)
+		}
+	})
+	t.Run("hairpin", func(t *testing.T) {
+		seen := spread(t, l.pods[0], url, 30)
+		if seen["pod1"] == 0 {
+			t.Errorf("pod1 reaching its own service: %v, want pod1 among them", seen)
+		}
+	})
+	t.Run("removed endpoint leaves rotation", func(t *testing.T) {
+		start := time.Now()
+		if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice("10.42.0.11", "10.42.0.12"), metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitRules(t, l.node, "pod3's DNAT gone", func(save string) bool { return !strings.Contains(save, "10.42.0.13:8080") })
+		t.Logf("endpoint removal applied %v after the update call", time.Since(start))
+		if seen := spread(t, l.client, url, 30); seen["pod3"] != 0 || len(seen) != 2 {
+			t.Errorf("after removing pod3: %v, want pod1 and pod2 only", seen)
+		}
+	})
+	t.Run("session affinity", func(t *testing.T) {
+		s, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+		if _, err := cs.CoreV1().Services("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitRules(t, l.node, "affinity rules", func(save string) bool { return strings.Contains(save, "--rcheck") })
+		if seen := spread(t, l.client, url, 20); len(seen) != 1 {
+			t.Errorf("with ClientIP affinity 20 requests reached %v, want one pod", seen)
+		}
+	})
+	t.Run("no endpoints refuses at once", func(t *testing.T) {
+		if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice(), metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitRules(t, l.node, "reject rules", func(save string) bool {
+			return strings.Contains(save, "default/web:http has no endpoints") && !strings.Contains(save, "-j DNAT")
+		})
+		for _, target := range []struct{ ns, addr string }{{l.client, cip + ":80"}, {l.node, cip + ":80"}, {l.outside, fmt.Sprintf("192.168.77.1:%d", np)}, {l.client, "10.43.99.99:80"}} {
+			start := time.Now()
+			_, err := nsDialer(target.ns, 2*time.Second)(ctx, "tcp", target.addr)
+			if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 500*time.Millisecond {
+				t.Errorf("dial %s from %s = %v after %v, want connection refused at once", target.addr, nsName(target.ns), err, time.Since(start))
+			}
+		}
+	})
+	t.Run("other pod CIDRs are unreachable", func(t *testing.T) {
+		start := time.Now()
+		_, err := nsDialer(l.node, 2*time.Second)(ctx, "tcp", "10.42.9.9:80")
+		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Since(start) > 500*time.Millisecond {
+			t.Errorf("dial 10.42.9.9 from the node = %v after %v, want no route to host at once", err, time.Since(start))
+		}
+	})
+}
+
+// waitRules polls the node's iptables until cond holds for its rules.
+func waitRules(t *testing.T, ns, what string, cond func(save string) bool) {
+	t.Helper()
+	waitFor(t, what, 2*time.Second, func() bool {
+		var out []byte
+		inNetns(t, ns, func() (err error) { out, err = run(nil, "iptables-save"); return err })
+		return cond(string(out))
+	})
+}
