@@ -44,15 +44,27 @@ type Documents struct {
 }
 
 // document is one served document: its JSON, the hash that names it, and
-// its protobuf form, made on first request since few clients ask for it.
+// its protobuf and gzip forms, made on first request since fewer clients ask
+// for them.
 type document struct {
 	json []byte
 	hash string // upper-case hex SHA-512 of json, as Kubernetes computes it
 	v3   bool
 
-	once    sync.Once
-	pb      []byte
-	pbError error
+	pb           lazyBytes // protobuf form
+	gzJSON, gzPB lazyBytes // gzip forms, for clients that accept them
+}
+
+// lazyBytes is a byte form of a document computed once, on first use.
+type lazyBytes struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func (l *lazyBytes) get(make func() ([]byte, error)) ([]byte, error) {
+	l.once.Do(func() { l.data, l.err = make() })
+	return l.data, l.err
 }
 
 func newDocument(v any, v3 bool) (*document, error) {

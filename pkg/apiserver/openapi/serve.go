@@ -2,6 +2,7 @@ package openapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -88,13 +89,59 @@ func (d *Documents) serve(w http.ResponseWriter, r *http.Request, doc *document,
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Etag", strconv.Quote(doc.hash))
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		// The documents are large (the v2 one is near a megabyte) and
+		// compress about tenfold; Kubernetes compresses them too.
+		w.Header().Add("Vary", "Accept-Encoding")
+		form, plain := &doc.gzJSON, body
+		if contentType == pb {
+			form = &doc.gzPB
+		}
+		zipped, err := form.get(func() ([]byte, error) { return gzipBytes(plain) })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		body = zipped
+	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+func gzipBytes(data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// acceptsGzip reports whether an Accept-Encoding header allows gzip.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		if c := strings.ToLower(strings.TrimSpace(coding)); c != "gzip" && c != "*" {
+			continue
+		}
+		k, v, _ := strings.Cut(strings.TrimSpace(params), "=")
+		if strings.TrimSpace(k) == "q" {
+			if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // protobuf returns the document in gnostic's protobuf form, converting it on
 // first use.
 func (doc *document) protobuf() ([]byte, error) {
-	doc.once.Do(func() {
+	return doc.pb.get(func() ([]byte, error) {
 		var m proto.Message
 		var err error
 		if doc.v3 {
@@ -103,12 +150,10 @@ func (doc *document) protobuf() ([]byte, error) {
 			m, err = openapiv2.ParseDocument(doc.json)
 		}
 		if err != nil {
-			doc.pbError = fmt.Errorf("openapi: converting to protobuf: %w", err)
-			return
+			return nil, fmt.Errorf("openapi: converting to protobuf: %w", err)
 		}
-		doc.pb, doc.pbError = proto.Marshal(m)
+		return proto.Marshal(m)
 	})
-	return doc.pb, doc.pbError
 }
 
 // acceptable returns the media types of an Accept header, most preferred

@@ -2,7 +2,9 @@ package openapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -178,6 +180,42 @@ func TestServeConcurrent(t *testing.T) {
 	for i := range n {
 		if len(bodies[i]) == 0 || !bytes.Equal(bodies[i], bodies[0]) {
 			t.Fatalf("concurrent protobuf request %d got %d bytes, want the %d of the first", i, len(bodies[i]), len(bodies[0]))
+		}
+	}
+}
+
+func TestServeGzip(t *testing.T) {
+	d := testDocuments(t)
+	tests := []struct {
+		path, accept, encoding string
+		wantGzip               bool
+	}{
+		{"/openapi/v2", "", "gzip", true},
+		{"/openapi/v2", mimeV2ProtobufLegacy, "gzip, deflate", true},
+		{"/openapi/v3/api/v1", "", "br;q=1, gzip;q=0.5", true},
+		{"/openapi/v2", "", "", false},
+		{"/openapi/v2", "", "gzip;q=0", false},
+		{"/openapi/v2", "", "identity", false},
+	}
+	for _, tt := range tests {
+		w := get(d, tt.path, map[string]string{"Accept": tt.accept, "Accept-Encoding": tt.encoding})
+		gotGzip := w.Header().Get("Content-Encoding") == "gzip"
+		if w.Code != 200 || gotGzip != tt.wantGzip {
+			t.Errorf("GET %s Accept-Encoding %q: code %d, gzip %v; want 200, gzip %v", tt.path, tt.encoding, w.Code, gotGzip, tt.wantGzip)
+			continue
+		}
+		if !gotGzip {
+			continue
+		}
+		zr, err := gzip.NewReader(w.Body)
+		if err != nil {
+			t.Errorf("GET %s: %v", tt.path, err)
+			continue
+		}
+		plain, err := io.ReadAll(zr)
+		want := get(d, tt.path, map[string]string{"Accept": tt.accept}).Body.Bytes()
+		if err != nil || !bytes.Equal(plain, want) {
+			t.Errorf("GET %s gzip: %d bytes after gunzip (%v), want the %d plain bytes", tt.path, len(plain), err, len(want))
 		}
 	}
 }
