@@ -184,7 +184,7 @@ func warmUp(tb testing.TB, clients []kubernetes.Interface) {
 // (negative delays, events delivered before the response, count as zero).
 // Target: p99 < 100 ms.
 func BenchmarkWatchFanout(b *testing.B) {
-	n := size("SKIFF_BENCH_PODS", 1000, 10000)
+	n := size("SKIFF_BENCH_PODS", 300, 10000) // 100 watchers × n events: keep CI short
 	nWatchers := size("SKIFF_BENCH_WATCHERS", 100, 100)
 	c := testcluster.Start(b, testcluster.Options{})
 	ct := contentTypes[0] // watchers decode every event; protobuf is what client-go uses
