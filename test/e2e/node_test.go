@@ -229,6 +229,34 @@ func TestOneNodeCluster(t *testing.T) {
 		return strings.Contains(out, "hello-logs"), out
 	})
 
+	// exec, stdin, the pod's resolv.conf, cp and port-forward, through the
+	// API server, the kubelet and the runtime's streaming server.
+	out := s.must(t, k, "exec", p.Metadata.Name, "--", "cat", "/etc/resolv.conf")
+	wantIn(t, "pod resolv.conf", out, "nameserver 10.43.0.10", "search default.svc.cluster.local svc.cluster.local cluster.local", "ndots:5")
+	out, err := s.kubectl(t, k, "hello through stdin", "exec", "-i", p.Metadata.Name, "--", "cat")
+	if err != nil || !strings.Contains(out, "hello through stdin") {
+		t.Errorf("exec -i = %q, %v", out, err)
+	}
+	if out, err := s.kubectl(t, k, "", "exec", p.Metadata.Name, "--", "sh", "-c", "exit 3"); err == nil || !strings.Contains(out, "exit code 3") {
+		t.Errorf("exec exit 3 = %q, %v; want exit code 3", out, err)
+	}
+	src := filepath.Join(t.TempDir(), "note.txt")
+	os.WriteFile(src, []byte("copied in"), 0o644)
+	s.must(t, k, "cp", src, p.Metadata.Name+":/tmp/note.txt")
+	wantIn(t, "cp", s.must(t, k, "exec", p.Metadata.Name, "--", "cat", "/tmp/note.txt"), "copied in")
+	pf := exec.Command("nsenter", "--net="+s.netns, k, "--kubeconfig", s.kubeconfig, "port-forward", "pod/"+p.Metadata.Name, "18080:8080")
+	var pfOut syncBuffer
+	pf.Stdout, pf.Stderr = &pfOut, &pfOut
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "port-forward", 20*time.Second, func() (bool, string) {
+		out, err := s.inNode("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "http://127.0.0.1:18080/")
+		return err == nil && out == "200", out + pfOut.String()
+	})
+	pf.Process.Kill()
+	pf.Wait()
+
 	// kill -9 of the whole skiff process: containers keep running, and the
 	// restarted server adopts them (same PIDs, restart counts unchanged).
 	pids := map[string]int{}
