@@ -15,10 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/informers"
@@ -185,25 +188,42 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // pointing here when ManageService is set, and returns after all of them
 // have stopped.
 func (s *Server) Run(ctx context.Context) error {
-	pc, err := net.ListenPacket("udp", s.cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("dns: listen udp %s: %w", s.cfg.ListenAddr, err)
+	// One UDP socket per CPU, sharing the port, so that the kernel spreads
+	// queries over as many reading goroutines.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return errors.Join(err, serr)
+	}}
+	var servers []*dns.Server
+	closeAll := func() {
+		for _, srv := range servers {
+			if srv.PacketConn != nil {
+				srv.PacketConn.Close()
+			} else {
+				srv.Listener.Close()
+			}
+		}
+	}
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		pc, err := lc.ListenPacket(ctx, "udp", s.cfg.ListenAddr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dns: listen udp %s: %w", s.cfg.ListenAddr, err)
+		}
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s})
 	}
 	l, err := net.Listen("tcp", s.cfg.ListenAddr)
 	if err != nil {
-		pc.Close()
+		closeAll()
 		return fmt.Errorf("dns: listen tcp %s: %w", s.cfg.ListenAddr, err)
 	}
+	servers = append(servers, &dns.Server{Listener: l, Handler: s})
 	s.factory.Start(ctx.Done())
 	defer s.factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
-		pc.Close()
-		l.Close()
+		closeAll()
 		return ErrCacheSync
-	}
-	servers := []*dns.Server{
-		{PacketConn: pc, Handler: s, ReusePort: true},
-		{Listener: l, Handler: s},
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, len(servers)+1)
