@@ -1,4 +1,4 @@
-package openapi_test
+package kubectltest
 
 import (
 	"bytes"
