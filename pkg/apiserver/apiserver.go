@@ -69,7 +69,7 @@ type resource struct {
 	*registry.Resource
 	prefix string // storage key prefix, ending in "/"
 	cache  *watchcache.Cache
-	fm     *fieldManagers
+	fm     func() (*fieldManagers, error) // built on first use
 }
 
 // New builds the server; Run starts its caches.
@@ -90,11 +90,7 @@ func New(cfg Config) (*Server, error) {
 	for _, r := range cfg.Resources {
 		res := &resource{Resource: r, prefix: keyPrefix(r)}
 		res.cache = watchcache.New(cfg.Store, res.prefix, decoderOf(res), 100000, cfg.Log)
-		fm, err := newFieldManagers(r)
-		if err != nil {
-			return nil, fmt.Errorf("apiserver: field manager for %s: %w", r.GroupVersionResource, err)
-		}
-		res.fm = fm
+		res.fm = sync.OnceValues(func() (*fieldManagers, error) { return newFieldManagers(r) })
 		s.resources[r.GroupVersionResource] = res
 		gv := r.GroupVersion()
 		s.byGV[gv] = append(s.byGV[gv], res)

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"sync"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,8 +13,16 @@ import (
 )
 
 // typeConverter knows the structure (list types, map keys) of every built-in
-// type, from the schema client-go ships for apply configurations.
-var typeConverter = applyconfigurations.NewTypeConverter(Scheme)
+// type, from the schema client-go ships for apply configurations. Building it
+// takes most of a second, so it is built once, on first use or by WarmUp,
+// never at package init where it would delay every start.
+var typeConverter = sync.OnceValue(func() managedfields.TypeConverter {
+	return applyconfigurations.NewTypeConverter(Scheme)
+})
+
+// WarmUp builds what server-side apply needs; call it in the background at
+// start so the first apply does not wait.
+func WarmUp() { typeConverter() }
 
 // fieldManagers track managedFields and merge server-side apply patches, one
 // for the main resource and one for its status subresource.
@@ -44,13 +53,13 @@ func newFieldManagers(r *registry.Resource) (*fieldManagers, error) {
 		}
 	}
 	d := defaulter(r.Default)
-	main, err := managedfields.NewDefaultFieldManager(typeConverter, Scheme, d, Scheme, gvk, gvk.GroupVersion(), "", mainReset)
+	main, err := managedfields.NewDefaultFieldManager(typeConverter(), Scheme, d, Scheme, gvk, gvk.GroupVersion(), "", mainReset)
 	if err != nil {
 		return nil, err
 	}
 	fm := &fieldManagers{main: main}
 	if r.Status {
-		fm.status, err = managedfields.NewDefaultFieldManager(typeConverter, Scheme, d, Scheme, gvk, gvk.GroupVersion(), "status", statusReset)
+		fm.status, err = managedfields.NewDefaultFieldManager(typeConverter(), Scheme, d, Scheme, gvk, gvk.GroupVersion(), "status", statusReset)
 		if err != nil {
 			return nil, err
 		}

@@ -73,7 +73,11 @@ func (s *Server) patchSub(w http.ResponseWriter, r *http.Request, req request, s
 				live = req.res.New()
 				live.GetObjectKind().SetGroupVersionKind(req.res.GroupVersionKind())
 			}
-			out, err := req.res.fm.forSub(sub).Apply(live, patchObj, opts.manager, force)
+			fm, err := req.res.fm()
+			if err != nil {
+				return nil, err
+			}
+			out, err := fm.forSub(sub).Apply(live, patchObj, opts.manager, force)
 			if err != nil {
 				return nil, err
 			}

@@ -368,16 +368,35 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req request) {
 	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
+	// Writes are coalesced: a burst of events goes out in a few frames and
+	// syscalls instead of one each, at the cost of at most flushEvery of
+	// latency; an event after a quiet spell goes out at once.
+	const flushEvery = 2 * time.Millisecond
+	flushT := time.NewTimer(time.Hour)
+	flushT.Stop()
+	defer flushT.Stop()
+	armed, pending := false, false
+	var lastFlush time.Time
+	flush := func() {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		pending, lastFlush = false, time.Now()
+	}
 	lastRev := startRev
 	for {
 		select {
 		case ev, ok := <-watcher.Events():
 			if !ok {
+				if pending {
+					flush()
+				}
 				return
 			}
 			if err := enc.event(w, ev); err != nil {
 				return
 			}
+			pending = true
 			if ev.Rev > lastRev {
 				lastRev = ev.Rev
 			}
@@ -387,8 +406,18 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req request) {
 					enc.bookmark(w, startRev, true)
 				}
 			}
-			if len(watcher.Events()) == 0 && flusher != nil {
-				flusher.Flush()
+			if len(watcher.Events()) == 0 && !armed {
+				if time.Since(lastFlush) >= flushEvery {
+					flush()
+				} else {
+					flushT.Reset(flushEvery - time.Since(lastFlush))
+					armed = true
+				}
+			}
+		case <-flushT.C:
+			armed = false
+			if pending {
+				flush()
 			}
 		case <-tick.C:
 			if bookmarks {

@@ -400,8 +400,13 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 		if err := s.validate(res, obj, cur); err != nil {
 			return nil, false, err
 		}
-		if !opts.applied {
-			obj = res.fm.forSub(opts.subresource).UpdateNoErrors(cur, obj, opts.manager)
+		if !opts.applied && len(om.GetManagedFields()) > 0 {
+			// Only objects already server-side applied are tracked (see createObject).
+			fm, err := res.fm()
+			if err != nil {
+				return nil, false, err
+			}
+			obj = fm.forSub(opts.subresource).UpdateNoErrors(cur, obj, opts.manager)
 			nm = mustMeta(obj)
 		}
 		obj.GetObjectKind().SetGroupVersionKind(res.GroupVersionKind())

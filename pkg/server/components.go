@@ -16,17 +16,42 @@ import (
 	"github.com/skiff-org/skiff/pkg/scheduler"
 )
 
-// openAPIHandler serves /openapi/ from documents built once at start.
+// openAPIHandler serves /openapi/ from documents built once, in the
+// background: building them takes a few hundred milliseconds that need not
+// delay /readyz; a request that comes sooner waits for them.
 func openAPIHandler(resources []*registry.Resource, log *slog.Logger) http.Handler {
-	start := time.Now()
-	docs, err := openapi.New(resources, Version.GitVersion)
-	if err != nil {
-		// Without OpenAPI kubectl cannot validate or explain; the API still works.
-		log.Error("building OpenAPI documents failed", "err", err)
-		return nil
+	h := &lazyOpenAPI{done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		start := time.Now()
+		docs, err := openapi.New(resources, Version.GitVersion)
+		if err != nil {
+			// Without OpenAPI kubectl cannot validate or explain; the API still works.
+			log.Error("building OpenAPI documents failed", "err", err)
+			return
+		}
+		h.docs = docs
+		log.Debug("built OpenAPI documents", "took", time.Since(start))
+	}()
+	return h
+}
+
+type lazyOpenAPI struct {
+	done chan struct{}
+	docs http.Handler // set before done closes
+}
+
+func (h *lazyOpenAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-h.done:
+	case <-r.Context().Done():
+		return
 	}
-	log.Debug("built OpenAPI documents", "took", time.Since(start))
-	return docs
+	if h.docs == nil {
+		http.Error(w, "OpenAPI documents are not available; see the server log", http.StatusServiceUnavailable)
+		return
+	}
+	h.docs.ServeHTTP(w, r)
 }
 
 // startComponents starts the scheduler, the controller manager and the

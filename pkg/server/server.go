@@ -126,6 +126,7 @@ func Run(ctx context.Context, cfg Config) error {
 // RunWith is Run with a callback once the API server is ready.
 func RunWith(ctx context.Context, cfg Config, ready func(*Running)) error {
 	start := time.Now()
+	go apiserver.WarmUp() // server-side apply's type tables, off the start path
 	fillDefaults(&cfg)
 	log := cfg.Log
 	_, svcNet, err := net.ParseCIDR(cfg.ServiceCIDR)

@@ -69,7 +69,8 @@ type Cache struct {
 	mu       sync.RWMutex
 	items    map[string]*Entry
 	rev      int64
-	window   []Event // ring buffer of the latest events
+	window   []Event // ring buffer of the latest events, grown up to max
+	max      int     // the most events the window keeps
 	head     int     // index of the oldest event in window
 	size     int     // events held
 	oldest   int64   // lowest revision a watch may resume from
@@ -87,7 +88,8 @@ type Cache struct {
 func New(store *storage.Store, prefix string, decode Decoder, capacity int, log *slog.Logger) *Cache {
 	c := &Cache{
 		items:    map[string]*Entry{},
-		window:   make([]Event, capacity),
+		window:   make([]Event, min(capacity, 256)),
+		max:      capacity,
 		watchers: map[*Watcher]struct{}{},
 		store:    store,
 		prefix:   prefix,
@@ -218,6 +220,15 @@ func (c *Cache) apply(batch []storage.Event) {
 
 func (c *Cache) appendLocked(ev Event) {
 	n := len(c.window)
+	if c.size == n && n < c.max {
+		// Grow on demand: an idle cluster keeps a small window, so the
+		// garbage collector has little to scan.
+		grown := make([]Event, min(2*n, c.max))
+		for i := 0; i < c.size; i++ {
+			grown[i] = c.window[(c.head+i)%n]
+		}
+		c.window, c.head, n = grown, 0, len(grown)
+	}
 	if c.size == n {
 		// Drop the oldest; a watch must now resume after it.
 		c.oldest = c.window[c.head].Rev

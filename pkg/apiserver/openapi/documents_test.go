@@ -226,6 +226,7 @@ func TestSchemaShapes(t *testing.T) {
 		{"PodSpec.required", podSpec["required"], `["containers"]`},
 		{"DeploymentSpec.required", deploySpec["required"], `["selector","template"]`},
 		{"Container.env list type", prop(container, "env")["x-kubernetes-list-type"], `"map"`},
+		{"EphemeralContainer.env (inlined) map keys", prop(rawSchema(t, d, "api/v1", "io.k8s.api.core.v1.EphemeralContainer"), "env")["x-kubernetes-list-map-keys"], `["name"]`},
 		{"Container.env map keys", prop(container, "env")["x-kubernetes-list-map-keys"], `["name"]`},
 		{"Container.env patch strategy", prop(container, "env")["x-kubernetes-patch-strategy"], `"merge"`},
 		{"Container.env merge key", prop(container, "env")["x-kubernetes-patch-merge-key"], `"name"`},

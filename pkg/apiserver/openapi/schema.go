@@ -106,7 +106,7 @@ func (b *builder) define(t reflect.Type) string {
 	}
 	s.Type = "object"
 	props := map[string]*schema{}
-	b.fields(t, name, doc, props, &s.Required)
+	b.fields(t, name, name, doc, props, &s.Required)
 	if len(props) > 0 {
 		s.Properties = props
 	}
@@ -136,9 +136,11 @@ func (b *builder) special(s *schema, zero any, typer openAPITyper) {
 	}
 }
 
-// fields adds the properties of struct t (declared in definition owner) to
-// props, flattening inlined embedded structs as encoding/json does.
-func (b *builder) fields(t reflect.Type, owner string, doc map[string]string, props map[string]*schema, required *[]string) {
+// fields adds the properties of struct t to props, flattening inlined
+// embedded structs as encoding/json does. def is the definition being
+// built, owner the type that declares the fields (t itself, or the embedded
+// type for inlined fields).
+func (b *builder) fields(t reflect.Type, def, owner string, doc map[string]string, props map[string]*schema, required *[]string) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag, hasTag := f.Tag.Lookup("json")
@@ -152,14 +154,14 @@ func (b *builder) fields(t reflect.Type, owner string, doc map[string]string, pr
 				et = et.Elem()
 			}
 			if et.Kind() == reflect.Struct {
-				b.fields(et, definitionName(et), swaggerDoc(reflect.Zero(et).Interface()), props, required)
+				b.fields(et, def, definitionName(et), swaggerDoc(reflect.Zero(et).Interface()), props, required)
 				continue
 			}
 		}
 		if !hasTag || name == "" {
 			continue // Kubernetes types tag every serialized field
 		}
-		p := b.fieldSchema(f, owner+"."+name, doc[name])
+		p := b.fieldSchema(f, def+"."+name, doc[name])
 		props[name] = p
 		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && !optionalFields[owner+"."+name] {
 			*required = append(*required, name)
@@ -168,7 +170,8 @@ func (b *builder) fields(t reflect.Type, owner string, doc map[string]string, pr
 }
 
 // fieldSchema is the schema of one property, with its description and the
-// merge extensions that apply to it.
+// merge extensions that apply to it; key is "<definition>.<property>", as the
+// merge schema (which flattens inlined structs too) names it.
 func (b *builder) fieldSchema(f reflect.StructField, key, description string) *schema {
 	s := b.typeSchema(f.Type)
 	ext := &schema{
