@@ -1,8 +1,8 @@
 package apiserver
 
 import (
-	"sync"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/managedfields"
