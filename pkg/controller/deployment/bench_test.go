@@ -2,6 +2,7 @@ package deployment_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -101,8 +102,9 @@ func waitComplete(b *testing.B, ds deploymentGetter, name string, n int32, limit
 	for time.Now().Before(deadline) {
 		if time.Since(logged) > 2*time.Second {
 			logged = time.Now()
-			b.Logf("%5.1fs %s: replicas %d updated %d ready %d available %d", time.Since(start).Seconds(), name,
+			fmt.Fprintf(os.Stderr, "%5.1fs %s: replicas %d updated %d ready %d available %d", time.Since(start).Seconds(), name,
 				last.Replicas, last.UpdatedReplicas, last.ReadyReplicas, last.AvailableReplicas)
+			fmt.Fprintln(os.Stderr)
 		}
 		d, err := ds.Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil {

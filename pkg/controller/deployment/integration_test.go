@@ -28,6 +28,9 @@ import (
 )
 
 func testLog() *slog.Logger {
+	if os.Getenv("SKIFF_CONTROLLER_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if os.Getenv("SKIFF_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

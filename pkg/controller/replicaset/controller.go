@@ -305,7 +305,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 	var manageErr error
 	if satisfied && o.meta.DeletionTimestamp == nil {
+		start := c.now()
 		manageErr = c.manage(ctx, key, o, active)
+		c.log.Debug("managed", "key", key, "active", len(active), "want", o.replicas, "took", c.now().Sub(start), "err", manageErr)
+	} else if !satisfied {
+		c.log.Debug("waiting for expectations", "key", key, "active", len(active))
 	}
 
 	now := c.now()
