@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/skiff-org/skiff/pkg/dns"
 	"github.com/skiff-org/skiff/pkg/kubelet"
+	"github.com/skiff-org/skiff/pkg/proxy"
 	"github.com/skiff-org/skiff/pkg/runtime/process"
 )
 
@@ -32,6 +35,8 @@ type Config struct {
 	DataDir         string       // pods' volumes and logs, the built-in runtime's state
 	RuntimeEndpoint string       // CRI unix socket; empty: start the built-in process runtime
 	ClusterDNS      string
+	ServiceCIDR     string // default 10.43.0.0/16
+	ClusterCIDR     string // default 10.42.0.0/16
 	ClusterDomain   string // default cluster.local
 	KubeletPort     int    // default 10250; negative disables the kubelet's HTTPS server
 	NodeIP          string // default: the first non-loopback IPv4 address
@@ -119,8 +124,33 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	start("kubelet", kl.Run)
 
-	// The service proxy (pkg/proxy) and cluster DNS (pkg/dns) start here,
-	// each as start("proxy", ...) with the same client, once they exist.
+	// Services: the proxy programs this node's kernel, and the node serves
+	// cluster DNS on its own address, which the proxy reaches through the
+	// kube-dns ClusterIP. Both need root; a failure is logged with what it
+	// breaks rather than taking the pods down with it.
+	optional := func(name, breaks string, run func(context.Context) error) {
+		start(name, func(ctx context.Context) error {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				cfg.Log.Error(name+" stopped: "+breaks, "err", err)
+			}
+			return nil
+		})
+	}
+	if os.Geteuid() != 0 {
+		cfg.Log.Warn("not root: no service proxy and no cluster DNS on this node; Services and DNS names will not resolve from its pods; run the agent as root")
+	} else {
+		optional("proxy", "Services are unreachable from this node (is iptables installed? apt-get install iptables)", func(ctx context.Context) error {
+			return proxy.Run(ctx, proxy.Config{Client: cfg.RestConfig, Log: cfg.Log.With("component", "proxy"),
+				NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, ServiceCIDR: cfg.ServiceCIDR, ClusterCIDR: cfg.ClusterCIDR})
+		})
+		if cfg.NodeIP != "" && cfg.ClusterDNS != "" {
+			optional("dns", "cluster DNS names do not resolve from this node's pods", func(ctx context.Context) error {
+				return dns.Run(ctx, dns.Config{Client: cfg.RestConfig, Log: cfg.Log.With("component", "dns"),
+					ListenAddr: net.JoinHostPort(cfg.NodeIP, "53"), ClusterDomain: cfg.ClusterDomain,
+					NodeName: cfg.NodeName, ServiceIP: cfg.ClusterDNS, ManageService: true})
+			})
+		}
+	}
 
 	wg.Wait()
 	close(errc)

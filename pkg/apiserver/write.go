@@ -97,7 +97,7 @@ func decodeInto(body []byte, contentType string, into runtime.Object, res *resou
 			return nil, nil, badRequest("%v", err)
 		}
 		if opts.validation == "Strict" {
-			return nil, nil, badRequest("%v", err)
+			return nil, nil, badRequest("%s in version %q cannot be handled as a %s: %v", res.Kind, res.Version, res.Kind, err)
 		}
 		var sde interface{ Errors() []error }
 		if errors.As(err, &sde) {

@@ -86,6 +86,7 @@ func startComponents(ctx context.Context, wg *sync.WaitGroup, errc chan<- error,
 			return agent.Run(ctx, agent.Config{
 				RestConfig: run.Admin, DataDir: filepath.Join(cfg.DataDir, "agent"),
 				ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+				ServiceCIDR: cfg.ServiceCIDR, ClusterCIDR: cfg.ClusterCIDR,
 				NodeIP: cfg.AdvertiseAddress, ControlPlane: true,
 				Log: log.With("component", "agent"),
 			})
