@@ -1,9 +1,11 @@
-package dns
+package dns_test
 
 import (
 	"context"
 	"net"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +18,21 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-org/skiff/internal/testcluster"
+	skiffdns "github.com/skiff-org/skiff/pkg/dns"
 )
+
+func ptr[T any](v T) *T { return &v }
+
+// rrs renders a section as sorted "name type value" strings.
+func rrs(section []dns.RR) []string {
+	out := []string{}
+	for _, rr := range section {
+		f := strings.Fields(rr.String())
+		out = append(out, f[0]+" "+f[3]+" "+strings.Join(f[4:], " "))
+	}
+	sort.Strings(out)
+	return out
+}
 
 // freeAddr finds a loopback port free for both UDP and TCP.
 func freeAddr(t testing.TB) string {
@@ -63,7 +79,7 @@ func fakeUpstream(t testing.TB) (string, *atomic.Int32) {
 func startServer(t testing.TB, cs kubernetes.Interface, upstream string, manage bool) string {
 	t.Helper()
 	addr := freeAddr(t)
-	s, err := New(cs, Config{ListenAddr: addr, Upstream: []string{upstream}, NodeName: "n1", ManageService: manage, AdvertiseIP: "192.168.77.1"})
+	s, err := skiffdns.New(cs, skiffdns.Config{ListenAddr: addr, Upstream: []string{upstream}, NodeName: "n1", ManageService: manage, AdvertiseIP: "192.168.77.1"})
 	if err != nil {
 		t.Fatal(err)
 	}

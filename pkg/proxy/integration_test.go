@@ -1,4 +1,4 @@
-package proxy
+package proxy_test
 
 import (
 	"context"
@@ -18,65 +18,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-org/skiff/internal/testcluster"
+	"github.com/skiff-org/skiff/pkg/proxy"
+	"github.com/skiff-org/skiff/pkg/proxy/netnstest"
 )
 
-// TestRulesApply loads every golden ruleset into a real kernel, in a fresh
-// namespace, so that the golden files cannot drift from what iptables takes.
-func TestRulesApply(t *testing.T) {
-	requireNetAdmin(t)
-	ns := newNetns(t, "apply")
-	h := &host{netns: ns}
-	for name, snap := range goldenCases() {
-		st, err := h.save()
-		if err != nil {
-			t.Fatal(err)
-		}
-		text, _ := Render(st, Build(snap))
-		if err := h.restore(text); err != nil {
-			t.Errorf("%s: iptables-restore: %v", name, err)
-		}
-	}
-	if err := h.ensureJumps(); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.ensureJumps(); err != nil {
-		t.Fatal(err)
-	}
-	var out []byte
-	inNetns(t, ns, func() (err error) { out, err = run(nil, "iptables-save"); return err })
-	for _, j := range jumps {
-		line := "-A " + j.chain + " " + saveForm(j.rule)
-		if n := countLines(string(out), line); n != 1 {
-			t.Errorf("%q after two ensureJumps: %d times, want 1:\n%s", line, n, out)
-		}
-	}
-}
-
-func countLines(text, line string) int {
-	n := 0
-	for _, l := range splitLines(text) {
-		if l == line {
-			n++
-		}
-	}
-	return n
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
-}
+func ptr[T any](v T) *T { return &v }
 
 // lab is a one-node network: a node namespace with bridge br0
 // (10.42.0.1/24), three pods serving HTTP on 8080, a client pod, and an
@@ -84,30 +30,30 @@ func splitLines(s string) []string {
 type lab struct {
 	node, client, outside string
 	pods                  []string
-	syncs                 chan SyncStats
+	syncs                 chan proxy.SyncStats
 }
 
 const podCIDR = "10.42.0.0/24"
 
 func newLab(t *testing.T) *lab {
-	l := &lab{node: newNetns(t, "node"), client: newNetns(t, "cli"), outside: newNetns(t, "out"), syncs: make(chan SyncStats, 100)}
-	n := nsName(l.node)
-	sh(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
-	sh(t, "ip", "-n", n, "addr", "add", "10.42.0.1/24", "dev", "br0")
-	sh(t, "ip", "-n", n, "link", "set", "br0", "up")
+	l := &lab{node: netnstest.New(t, "node"), client: netnstest.New(t, "cli"), outside: netnstest.New(t, "out"), syncs: make(chan proxy.SyncStats, 100)}
+	n := netnstest.Name(l.node)
+	netnstest.Sh(t, "ip", "-n", n, "link", "add", "br0", "type", "bridge")
+	netnstest.Sh(t, "ip", "-n", n, "addr", "add", "10.42.0.1/24", "dev", "br0")
+	netnstest.Sh(t, "ip", "-n", n, "link", "set", "br0", "up")
 	for i := 1; i <= 3; i++ {
-		p := newNetns(t, fmt.Sprintf("p%d", i))
-		plug(t, l.node, "br0", p, fmt.Sprintf("vp%d", i), fmt.Sprintf("10.42.0.1%d/24", i), "10.42.0.1")
-		serveHTTP(t, p, ":8080", fmt.Sprintf("pod%d", i))
+		p := netnstest.New(t, fmt.Sprintf("p%d", i))
+		netnstest.Plug(t, l.node, "br0", p, fmt.Sprintf("vp%d", i), fmt.Sprintf("10.42.0.1%d/24", i), "10.42.0.1")
+		netnstest.ServeHTTP(t, p, ":8080", fmt.Sprintf("pod%d", i))
 		l.pods = append(l.pods, p)
 	}
-	plug(t, l.node, "br0", l.client, "vc", "10.42.0.20/24", "10.42.0.1")
-	o := nsName(l.outside)
-	sh(t, "ip", "-n", n, "link", "add", "nd0", "type", "veth", "peer", "name", "eth0", "netns", o)
-	sh(t, "ip", "-n", n, "addr", "add", "192.168.77.1/24", "dev", "nd0")
-	sh(t, "ip", "-n", n, "link", "set", "nd0", "up")
-	sh(t, "ip", "-n", o, "addr", "add", "192.168.77.2/24", "dev", "eth0")
-	sh(t, "ip", "-n", o, "link", "set", "eth0", "up")
+	netnstest.Plug(t, l.node, "br0", l.client, "vc", "10.42.0.20/24", "10.42.0.1")
+	o := netnstest.Name(l.outside)
+	netnstest.Sh(t, "ip", "-n", n, "link", "add", "nd0", "type", "veth", "peer", "name", "eth0", "netns", o)
+	netnstest.Sh(t, "ip", "-n", n, "addr", "add", "192.168.77.1/24", "dev", "nd0")
+	netnstest.Sh(t, "ip", "-n", n, "link", "set", "nd0", "up")
+	netnstest.Sh(t, "ip", "-n", o, "addr", "add", "192.168.77.2/24", "dev", "eth0")
+	netnstest.Sh(t, "ip", "-n", o, "link", "set", "eth0", "up")
 	return l
 }
 
@@ -118,7 +64,7 @@ func (l *lab) startProxy(t *testing.T, client kubernetes.Interface) {
 	if os.Getenv("SKIFF_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	p := New(client, Config{Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", OnSync: func(s SyncStats) {
+	p := proxy.New(client, proxy.Config{Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", OnSync: func(s proxy.SyncStats) {
 		log.Info("synced", "stats", s)
 		select {
 		case l.syncs <- s:
@@ -150,12 +96,12 @@ func webSlice(ips ...string) *discovery.EndpointSlice {
 // spread makes n requests and counts answers by pod.
 func spread(t *testing.T, ns, url string, n int) map[string]int {
 	t.Helper()
-	c := nsClient(ns)
+	c := netnstest.Client(ns)
 	seen := map[string]int{}
 	for i := 0; i < n; i++ {
-		body, err := get(c, url)
+		body, err := netnstest.Get(c, url)
 		if err != nil {
-			t.Fatalf("request %d to %s from %s: %v", i, url, nsName(ns), err)
+			t.Fatalf("request %d to %s from %s: %v", i, url, netnstest.Name(ns), err)
 		}
 		seen[body]++
 	}
@@ -176,7 +122,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.
 }
 
 func TestProxyInNetns(t *testing.T) {
-	requireNetAdmin(t)
+	netnstest.RequireNetAdmin(t)
 	l := newLab(t)
 	c := testcluster.Start(t, testcluster.Options{})
 	ctx := context.Background()
@@ -198,8 +144,8 @@ func TestProxyInNetns(t *testing.T) {
 	l.startProxy(t, cs)
 	cip, np := svc.Spec.ClusterIP, svc.Spec.Ports[0].NodePort
 	url := "http://" + cip + "/"
-	client := nsClient(l.client)
-	waitFor(t, "service answers", 5*time.Second, func() bool { _, err := get(client, url); return err == nil })
+	client := netnstest.Client(l.client)
+	waitFor(t, "service answers", 5*time.Second, func() bool { _, err := netnstest.Get(client, url); return err == nil })
 
 	t.Run("spreads over all endpoints", func(t *testing.T) {
 		seen := spread(t, l.client, url, 60)
@@ -212,15 +158,15 @@ func TestProxyInNetns(t *testing.T) {
 			{l.node, "10.42.0.1"}, {l.node, "192.168.77.1"}, {l.node, "127.0.0.1"}, {l.outside, "192.168.77.1"}, {l.client, "10.42.0.1"},
 		} {
 			u := fmt.Sprintf("http://%s:%d/", tc.addr, np)
-			if body, err := get(nsClient(tc.ns), u); err != nil {
-				t.Errorf("GET %s from %s: %v", u, nsName(tc.ns), err)
+			if body, err := netnstest.Get(netnstest.Client(tc.ns), u); err != nil {
+				t.Errorf("GET %s from %s: %v", u, netnstest.Name(tc.ns), err)
 			} else if body[:3] != "pod" {
-				t.Errorf("GET %s from %s = %q, want a pod's name", u, nsName(tc.ns), body)
+				t.Errorf("GET %s from %s = %q, want a pod's name", u, netnstest.Name(tc.ns), body)
 			}
 		}
 	})
 	t.Run("cluster IP from the node", func(t *testing.T) {
-		if body, err := get(nsClient(l.node), url); err != nil || body[:3] != "pod" {
+		if body, err := netnstest.Get(netnstest.Client(l.node), url); err != nil || body[:3] != "pod" {
 			t.Errorf("GET %s from the node = %q, %v", url, body, err)
 		}
 	})
@@ -264,15 +210,15 @@ func TestProxyInNetns(t *testing.T) {
 		})
 		for _, target := range []struct{ ns, addr string }{{l.client, cip + ":80"}, {l.node, cip + ":80"}, {l.outside, fmt.Sprintf("192.168.77.1:%d", np)}, {l.client, "10.43.99.99:80"}} {
 			start := time.Now()
-			_, err := nsDialer(target.ns, 2*time.Second)(ctx, "tcp", target.addr)
+			_, err := netnstest.Dialer(target.ns, 2*time.Second)(ctx, "tcp", target.addr)
 			if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 500*time.Millisecond {
-				t.Errorf("dial %s from %s = %v after %v, want connection refused at once", target.addr, nsName(target.ns), err, time.Since(start))
+				t.Errorf("dial %s from %s = %v after %v, want connection refused at once", target.addr, netnstest.Name(target.ns), err, time.Since(start))
 			}
 		}
 	})
 	t.Run("other pod CIDRs are unreachable", func(t *testing.T) {
 		start := time.Now()
-		_, err := nsDialer(l.node, 2*time.Second)(ctx, "tcp", "10.42.9.9:80")
+		_, err := netnstest.Dialer(l.node, 2*time.Second)(ctx, "tcp", "10.42.9.9:80")
 		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Since(start) > 500*time.Millisecond {
 			t.Errorf("dial 10.42.9.9 from the node = %v after %v, want no route to host at once", err, time.Since(start))
 		}
@@ -283,8 +229,6 @@ func TestProxyInNetns(t *testing.T) {
 func waitRules(t *testing.T, ns, what string, cond func(save string) bool) {
 	t.Helper()
 	waitFor(t, what, 2*time.Second, func() bool {
-		var out []byte
-		inNetns(t, ns, func() (err error) { out, err = run(nil, "iptables-save"); return err })
-		return cond(string(out))
+		return cond(netnstest.Output(t, ns, "iptables-save"))
 	})
 }
