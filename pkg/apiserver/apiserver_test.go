@@ -343,3 +343,22 @@ func TestWatchResumeAndInformerAcrossRestart(t *testing.T) {
 	expect("add after-restart")
 	_ = ptr.To(1)
 }
+
+func TestKubernetesServiceEndpoints(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := context.Background()
+	ep, err := c.Client.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil || len(ep.Subsets) != 1 || ep.Subsets[0].Addresses[0].IP != "127.0.0.1" {
+		t.Fatalf("kubernetes Endpoints = %v, %v", ep, err)
+	}
+	sl, err := c.Client.DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil || sl.Labels["kubernetes.io/service-name"] != "kubernetes" || len(sl.Endpoints) != 1 || sl.Endpoints[0].Addresses[0] != "127.0.0.1" {
+		t.Fatalf("kubernetes EndpointSlice = %v, %v", sl, err)
+	}
+	rv := sl.ResourceVersion
+	c.Restart(t)
+	sl, err = kubernetes.NewForConfigOrDie(c.Config).DiscoveryV1().EndpointSlices("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil || sl.ResourceVersion != rv {
+		t.Errorf("restart rewrote an unchanged EndpointSlice: rv %s -> %s (%v)", rv, sl.ResourceVersion, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,18 +66,58 @@ func (s *Server) bootstrap(ctx context.Context) error {
 			Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(s.cfg.Bootstrap.Port), Protocol: corev1.ProtocolTCP}},
 		}},
 	}
-	if res := s.lookup(endpointsGVR); res != nil {
-		if e, ok := res.cache.Get(res.key("default", "kubernetes")); ok {
-			if cur := e.Object.(*corev1.Endpoints); len(cur.Subsets) == 1 && len(cur.Subsets[0].Addresses) == 1 &&
-				cur.Subsets[0].Addresses[0].IP == ip && cur.Subsets[0].Ports[0].Port == int32(s.cfg.Bootstrap.Port) {
-				return nil
-			}
-			_, _, err := s.updateObject(ctx, res, "default", "kubernetes", func(runtime.Object) (runtime.Object, error) { return ep, nil }, opts, true)
-			return err
+	if err := s.ensureCurrent(ctx, endpointsGVR, ep, opts); err != nil {
+		return err
+	}
+	// Proxies read EndpointSlices, so the API server keeps one for itself too.
+	port, proto, name := int32(s.cfg.Bootstrap.Port), corev1.ProtocolTCP, "https"
+	ready := true
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes", discoveryv1.LabelManagedBy: "skiff-apiserver"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+	}
+	return s.ensureCurrent(ctx, endpointSlicesGVR, slice, opts)
+}
+
+// ensureCurrent creates obj, or replaces what is stored when it differs
+// (the API server's own address may change between starts).
+func (s *Server) ensureCurrent(ctx context.Context, gvr schemaGVR, obj runtime.Object, opts writeOptions) error {
+	res := s.lookup(gvr)
+	if res == nil {
+		return nil
+	}
+	m := mustMeta(obj)
+	e, ok := res.cache.Get(res.key(m.GetNamespace(), m.GetName()))
+	if !ok {
+		return s.ensure(ctx, gvr, obj, opts)
+	}
+	want := obj.DeepCopyObject()
+	if res.Default != nil {
+		res.Default(want)
+	}
+	if specEqual(e.Object, want) && equalLabels(mustMeta(e.Object).GetLabels(), m.GetLabels()) {
+		return nil
+	}
+	_, _, err := s.updateObject(ctx, res, m.GetNamespace(), m.GetName(), func(runtime.Object) (runtime.Object, error) { return obj, nil }, opts, true)
+	return err
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
 		}
 	}
-	return s.ensure(ctx, endpointsGVR, ep, opts)
+	return true
 }
+
+var endpointSlicesGVR = schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
 
 // ensure creates obj unless it exists.
 func (s *Server) ensure(ctx context.Context, gvr schemaGVR, obj runtime.Object, opts writeOptions) error {
