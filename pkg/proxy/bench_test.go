@@ -46,8 +46,14 @@ func BenchmarkBuild(b *testing.B) {
 // loaded by iptables-restore), then one endpoint change.
 func BenchmarkSync1000x10(b *testing.B) {
 	netnstest.RequireNetAdmin(b)
-	ns := netnstest.New(b, "bench")
-	h := &host{netns: ns}
+	for _, backend := range []string{BackendLegacy, BackendNFT} {
+		b.Run(backend, func(b *testing.B) { benchSync(b, backend) })
+	}
+}
+
+func benchSync(b *testing.B, backend string) {
+	ns := netnstest.New(b, "bench-"+backend)
+	h := &host{netns: ns, suffix: "-" + backend}
 	snap := bigSnapshot(1000, 10)
 	var full, one time.Duration
 	var fullBytes, oneBytes int
@@ -99,7 +105,7 @@ func BenchmarkClusterIPvsPodIP(b *testing.B) {
 	netnstest.Plug(b, node, "br0", pod, "vp", "10.42.0.11/24", "10.42.0.1")
 	netnstest.Plug(b, node, "br0", cli, "vc", "10.42.0.20/24", "10.42.0.1")
 	netnstest.ServeHTTP(b, pod, ":8080", "pod1")
-	h := &host{netns: node}
+	h := &host{netns: node, suffix: "-" + BackendLegacy}
 	if err := h.sysctls(false); err != nil {
 		b.Fatal(err)
 	}

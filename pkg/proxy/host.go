@@ -22,6 +22,34 @@ import (
 type host struct {
 	netns string
 	log   *slog.Logger
+	// suffix picks the iptables binaries: "-legacy", "-nft", or "" for the
+	// system's default.
+	suffix string
+}
+
+// Backends of iptables.
+const (
+	BackendLegacy = "legacy"
+	BackendNFT    = "nft"
+)
+
+// pickBackend resolves Config.Backend. The default is legacy when the
+// kernel and the tools have it: iptables-nft-restore takes about 10 s to
+// load 1,000 services with 10 endpoints each (its user-space translation
+// dominates), legacy about 0.5 s.
+func pickBackend(want string) (string, error) {
+	switch want {
+	case BackendLegacy, BackendNFT:
+		return "-" + want, nil
+	case "":
+		if _, err := exec.LookPath("iptables-legacy-restore"); err == nil {
+			if _, err := os.Stat("/proc/net/ip_tables_names"); err == nil {
+				return "-" + BackendLegacy, nil
+			}
+		}
+		return "", nil
+	}
+	return "", fmt.Errorf("%w: iptables backend %q: want %q or %q", ErrConfig, want, BackendLegacy, BackendNFT)
 }
 
 // do runs fn on an OS thread inside h's namespace; commands fn starts and
@@ -79,7 +107,7 @@ func (h *host) save() (State, error) {
 	var out []byte
 	err := h.do(func() error {
 		var err error
-		out, err = run(nil, "iptables-save")
+		out, err = run(nil, "iptables"+h.suffix+"-save")
 		return err
 	})
 	if err != nil {
@@ -94,7 +122,7 @@ func (h *host) restore(text []byte) error {
 		return nil
 	}
 	return h.do(func() error {
-		_, err := run(text, "iptables-restore", "-w", "5", "--noflush")
+		_, err := run(text, "iptables"+h.suffix+"-restore", "-w", "5", "--noflush")
 		return err
 	})
 }
@@ -139,7 +167,7 @@ func (h *host) ensureJumps() error {
 	return h.do(func() error {
 		have := map[string]bool{}
 		for _, table := range []string{"filter", "nat"} {
-			out, err := run(nil, "iptables-save", "-t", table)
+			out, err := run(nil, "iptables"+h.suffix+"-save", "-t", table)
 			if err != nil {
 				return err
 			}
@@ -155,7 +183,7 @@ func (h *host) ensureJumps() error {
 				continue
 			}
 			ins := append([]string{"-w", "5", "-t", j.table, "-I", j.chain, fmt.Sprint(pos[key])}, j.rule...)
-			if _, err := run(nil, "iptables", ins...); err != nil {
+			if _, err := run(nil, "iptables"+h.suffix, ins...); err != nil {
 				return err
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,20 +58,23 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-func (l *lab) startProxy(t *testing.T, client kubernetes.Interface) {
+func (l *lab) startProxy(t *testing.T, client kubernetes.Interface, backend string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("SKIFF_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	p := proxy.New(client, proxy.Config{Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", OnSync: func(s proxy.SyncStats) {
+	p, err := proxy.New(client, proxy.Config{Backend: backend, Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", OnSync: func(s proxy.SyncStats) {
 		log.Info("synced", "stats", s)
 		select {
 		case l.syncs <- s:
 		default:
 		}
 	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -123,6 +127,16 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.
 
 func TestProxyInNetns(t *testing.T) {
 	netnstest.RequireNetAdmin(t)
+	for _, b := range []string{proxy.BackendLegacy, proxy.BackendNFT} {
+		if _, err := exec.LookPath("iptables-" + b + "-restore"); err != nil {
+			t.Logf("no iptables-%s-restore: skipped", b)
+			continue
+		}
+		t.Run(b, func(t *testing.T) { testProxy(t, b) })
+	}
+}
+
+func testProxy(t *testing.T, backend string) {
 	l := newLab(t)
 	c := testcluster.Start(t, testcluster.Options{})
 	ctx := context.Background()
@@ -141,7 +155,7 @@ func TestProxyInNetns(t *testing.T) {
 	if _, err := cs.DiscoveryV1().EndpointSlices("default").Create(ctx, webSlice("10.42.0.11", "10.42.0.12", "10.42.0.13"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l.startProxy(t, cs)
+	l.startProxy(t, cs, backend)
 	cip, np := svc.Spec.ClusterIP, svc.Spec.Ports[0].NodePort
 	url := "http://" + cip + "/"
 	client := netnstest.Client(l.client)
@@ -181,7 +195,7 @@ func TestProxyInNetns(t *testing.T) {
 		if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice("10.42.0.11", "10.42.0.12"), metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitRules(t, l.node, "pod3's DNAT gone", func(save string) bool { return !strings.Contains(save, "10.42.0.13:8080") })
+		waitRules(t, l.node, backend, "pod3's DNAT gone", func(save string) bool { return !strings.Contains(save, "10.42.0.13:8080") })
 		t.Logf("endpoint removal applied %v after the update call", time.Since(start))
 		if seen := spread(t, l.client, url, 30); seen["pod3"] != 0 || len(seen) != 2 {
 			t.Errorf("after removing pod3: %v, want pod1 and pod2 only", seen)
@@ -196,7 +210,7 @@ func TestProxyInNetns(t *testing.T) {
 		if _, err := cs.CoreV1().Services("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitRules(t, l.node, "affinity rules", func(save string) bool { return strings.Contains(save, "--rcheck") })
+		waitRules(t, l.node, backend, "affinity rules", func(save string) bool { return strings.Contains(save, "--rcheck") })
 		if seen := spread(t, l.client, url, 20); len(seen) != 1 {
 			t.Errorf("with ClientIP affinity 20 requests reached %v, want one pod", seen)
 		}
@@ -205,8 +219,8 @@ func TestProxyInNetns(t *testing.T) {
 		if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice(), metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitRules(t, l.node, "reject rules", func(save string) bool {
-			return strings.Contains(save, "default/web:http has no endpoints") && !strings.Contains(save, "-j DNAT")
+		waitRules(t, l.node, backend, "reject rules", func(save string) bool {
+			return strings.Contains(save, "default/web:http has no endpoints") && !strings.Contains(save, "--to-destination 10.42.0.")
 		})
 		for _, target := range []struct{ ns, addr string }{{l.client, cip + ":80"}, {l.node, cip + ":80"}, {l.outside, fmt.Sprintf("192.168.77.1:%d", np)}, {l.client, "10.43.99.99:80"}} {
 			start := time.Now()
@@ -226,9 +240,9 @@ func TestProxyInNetns(t *testing.T) {
 }
 
 // waitRules polls the node's iptables until cond holds for its rules.
-func waitRules(t *testing.T, ns, what string, cond func(save string) bool) {
+func waitRules(t *testing.T, ns, backend, what string, cond func(save string) bool) {
 	t.Helper()
 	waitFor(t, what, 2*time.Second, func() bool {
-		return cond(netnstest.Output(t, ns, "iptables-save"))
+		return cond(netnstest.Output(t, ns, "iptables-"+backend+"-save"))
 	})
 }

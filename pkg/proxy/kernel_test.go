@@ -11,8 +11,14 @@ import (
 // namespace, so that the golden files cannot drift from what iptables takes.
 func TestRulesApply(t *testing.T) {
 	netnstest.RequireNetAdmin(t)
-	ns := netnstest.New(t, "apply")
-	h := &host{netns: ns}
+	for _, b := range []string{BackendLegacy, BackendNFT} {
+		t.Run(b, func(t *testing.T) { testRulesApply(t, b) })
+	}
+}
+
+func testRulesApply(t *testing.T, backend string) {
+	ns := netnstest.New(t, "apply-"+backend)
+	h := &host{netns: ns, suffix: "-" + backend}
 	for name, snap := range goldenCases() {
 		st, err := h.save()
 		if err != nil {
@@ -29,7 +35,7 @@ func TestRulesApply(t *testing.T) {
 	if err := h.ensureJumps(); err != nil {
 		t.Fatal(err)
 	}
-	out := netnstest.Output(t, ns, "iptables-save")
+	out := netnstest.Output(t, ns, "iptables-"+backend+"-save")
 	for _, j := range jumps {
 		line := "-A " + j.chain + " " + saveForm(j.rule)
 		if n := countLines(out, line); n != 1 {

@@ -50,6 +50,9 @@ type Config struct {
 	// ResyncPeriod is how often every chain is rewritten and the jump rules
 	// checked, in case something else changed them. Default 5m.
 	ResyncPeriod time.Duration
+	// Backend is the iptables flavour, BackendLegacy or BackendNFT; empty
+	// picks legacy when the kernel has it (much faster for large rulesets).
+	Backend string
 	// NetNS, when set, is the path of the network namespace to program
 	// (e.g. /var/run/netns/NAME); empty means the process's own.
 	NetNS string
@@ -89,11 +92,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("proxy: client: %w", err)
 	}
-	return New(client, cfg).Run(ctx)
+	p, err := New(client, cfg)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
 }
 
 // New builds a proxier on client; cfg.Client is not used.
-func New(client kubernetes.Interface, cfg Config) *Proxier {
+func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -109,12 +116,16 @@ func New(client kubernetes.Interface, cfg Config) *Proxier {
 	if cfg.ResyncPeriod == 0 {
 		cfg.ResyncPeriod = 5 * time.Minute
 	}
+	suffix, err := pickBackend(cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
 	f := informers.NewSharedInformerFactory(client, 0)
 	svcInf := f.Core().V1().Services()
 	sliceInf := f.Discovery().V1().EndpointSlices()
 	p := &Proxier{
 		cfg:      cfg,
-		host:     &host{netns: cfg.NetNS, log: cfg.Log},
+		host:     &host{netns: cfg.NetNS, log: cfg.Log, suffix: suffix},
 		factory:  f,
 		services: svcInf.Lister(),
 		slices:   sliceInf.Lister(),
@@ -128,7 +139,7 @@ func New(client kubernetes.Interface, cfg Config) *Proxier {
 	}
 	_, _ = svcInf.Informer().AddEventHandler(h)
 	_, _ = sliceInf.Informer().AddEventHandler(h)
-	return p
+	return p, nil
 }
 
 func (p *Proxier) wake() {
@@ -141,6 +152,7 @@ func (p *Proxier) wake() {
 // Run prepares the host, then applies rules on every change until ctx ends.
 func (p *Proxier) Run(ctx context.Context) error {
 	log := p.cfg.Log
+	log.Info("starting service proxy", "iptables", "iptables"+p.host.suffix, "serviceCIDR", p.cfg.ServiceCIDR, "clusterCIDR", p.cfg.ClusterCIDR)
 	if err := p.host.sysctls(!p.cfg.DisableLocalhostNodePorts); err != nil {
 		return err
 	}
