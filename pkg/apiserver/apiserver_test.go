@@ -242,6 +242,11 @@ func TestServicesAllocation(t *testing.T) {
 	if b.Spec.ClusterIP != a.Spec.ClusterIP {
 		t.Errorf("clusterIP = %s, want %s", b.Spec.ClusterIP, a.Spec.ClusterIP)
 	}
+	// Creating an existing Service again is AlreadyExists, not "IP taken".
+	again := mk("b", corev1.ServiceTypeNodePort, b.Spec.Ports[0].NodePort, b.Spec.ClusterIP)
+	if _, err := svcs.Create(ctx, again, metav1.CreateOptions{}); !apierrors.IsAlreadyExists(err) {
+		t.Errorf("create existing service = %v, want AlreadyExists", err)
+	}
 	k, err := svcs.Get(ctx, "kubernetes", metav1.GetOptions{})
 	if err != nil || k.Spec.ClusterIP != "10.43.0.1" {
 		t.Errorf("kubernetes service = %v, %v", k, err)

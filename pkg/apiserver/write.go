@@ -208,6 +208,12 @@ func (s *Server) createObject(ctx context.Context, res *resource, obj runtime.Ob
 		if err := s.validate(res, obj, nil); err != nil {
 			return nil, err
 		}
+		key := res.key(m.GetNamespace(), m.GetName())
+		if _, exists := res.cache.Get(key); exists && !generated {
+			// Say AlreadyExists before allocation could report the
+			// existing object's own ClusterIP as taken.
+			return nil, apierrors.NewAlreadyExists(res.groupResource(), m.GetName())
+		}
 		sides, commit, err := s.allocate(ctx, res, obj, nil)
 		if err != nil {
 			return nil, err
@@ -221,7 +227,7 @@ func (s *Server) createObject(ctx context.Context, res *resource, obj runtime.Ob
 			commit(false)
 			return nil, err
 		}
-		rev, err := s.cfg.Store.Create(ctx, res.key(m.GetNamespace(), m.GetName()), data, sides...)
+		rev, err := s.cfg.Store.Create(ctx, key, data, sides...)
 		commit(err == nil)
 		if err != nil {
 			if errors.Is(err, storage.ErrExists) && generated && attempt < 5 {
