@@ -72,7 +72,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	return s.rolling()
 }
 
-// claim returns the ReplicaSets the Deployment controls, adopting orphans its
+// claim returns (copies of) the ReplicaSets the Deployment controls, adopting orphans its
 // selector matches and releasing ReplicaSets it no longer matches.
 // ReplicaSets of other Deployments are never touched.
 func (s *syncer) claim(sel labels.Selector) ([]*appsv1.ReplicaSet, error) {
@@ -88,7 +88,8 @@ func (s *syncer) claim(sel labels.Selector) ([]*appsv1.ReplicaSet, error) {
 		match := sel.Matches(labels.Set(rs.Labels))
 		switch {
 		case ref != nil && ref.UID == d.UID && match:
-			out = append(out, rs)
+			// A private copy: a sync updates its ReplicaSets in place.
+			out = append(out, rs.DeepCopy())
 		case ref != nil && ref.UID == d.UID:
 			patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"$patch":"delete","uid":%q}],"uid":%q}}`, d.UID, rs.UID)
 			_, err := s.c.client.AppsV1().ReplicaSets(rs.Namespace).Patch(s.ctx, rs.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
