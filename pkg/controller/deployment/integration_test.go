@@ -40,6 +40,8 @@ func testLog() *slog.Logger {
 func fastClient(cfg *rest.Config) kubernetes.Interface {
 	rc := rest.CopyConfig(cfg)
 	rc.QPS, rc.Burst = 5000, 10000
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return kubernetes.NewForConfigOrDie(rc)
 }
 
