@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -51,6 +52,15 @@ type Config struct {
 	Workers int
 	// OnReady, when set, is called once every node and Lease is registered.
 	OnReady func()
+	// Stats, when set, is kept up to date while the nodes run.
+	Stats *Stats
+}
+
+// Stats counts the writes hollow nodes make, for benchmarks.
+type Stats struct {
+	Running      atomic.Int64 // pod status writes that reported a pod Running
+	StatusErrors atomic.Int64 // pod status writes that failed
+	Leases       atomic.Int64 // Lease renewals
 }
 
 func (c *Config) defaults() error {
@@ -89,6 +99,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Workers <= 0 {
 		c.Workers = 32
+	}
+	if c.Stats == nil {
+		c.Stats = &Stats{}
 	}
 	return nil
 }
@@ -308,6 +321,7 @@ func (h *hollow) renewLease(ctx context.Context, n *hollowNode, now time.Time) e
 	l = l.DeepCopy()
 	l.Spec.RenewTime = &mt
 	got, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	h.cfg.Stats.Leases.Add(1)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		n.setLease(nil) // start over next time from the server's copy
 	}

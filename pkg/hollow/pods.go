@@ -51,8 +51,13 @@ func (h *hollow) syncPod(ctx context.Context, lister corelisters.PodLister, key 
 	p := pod.DeepCopy()
 	p.Status = want
 	_, err = h.client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	if apierrors.IsNotFound(err) {
+	switch {
+	case err == nil:
+		h.cfg.Stats.Running.Add(1)
+	case apierrors.IsNotFound(err):
 		return nil
+	default:
+		h.cfg.Stats.StatusErrors.Add(1)
 	}
 	return err
 }

@@ -52,6 +52,8 @@ type Config struct {
 	// AssumeTTL drops an assumed pod whose bind succeeded but that the watch
 	// never showed bound (default 30s).
 	AssumeTTL time.Duration
+	// Stats, when set, is kept up to date while the scheduler runs.
+	Stats *Stats
 }
 
 // Run schedules pods until ctx ends.
@@ -77,6 +79,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.AssumeTTL <= 0 {
 		cfg.AssumeTTL = 30 * time.Second
 	}
+	if cfg.Stats == nil {
+		cfg.Stats = &Stats{}
+	}
 	rc := rest.CopyConfig(cfg.Client)
 	rc.QPS, rc.Burst = cfg.QPS, cfg.Burst
 	rc.UserAgent = "skiff-scheduler"
@@ -94,6 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 	s := &scheduler{
 		cfg:     cfg,
 		log:     cfg.Log,
+		stats:   cfg.Stats,
 		client:  client,
 		cache:   newCache(cfg.AssumeTTL),
 		snapper: newSnapshotter(),
@@ -122,6 +128,7 @@ type report struct {
 type scheduler struct {
 	cfg      Config
 	log      *slog.Logger
+	stats    *Stats
 	client   kubernetes.Interface
 	cache    *cache
 	snapper  *snapshotter
@@ -230,6 +237,7 @@ func (s *scheduler) housekeeping(ctx context.Context) {
 		case <-t.C:
 		}
 		s.queue.Flush()
+		s.stats.Queued.Store(int64(s.queue.Len()))
 		if i%10 == 0 {
 			if n := s.cache.Expire(s.now()); n > 0 {
 				s.log.Warn("assumed pods expired without being seen bound", "count", n)
@@ -252,7 +260,9 @@ func (s *scheduler) scheduleOne(ctx context.Context, it *qItem) {
 	snap.Services = *s.services.Load()
 	pi := placement.NewPodInfo(pod)
 	node, err := s.decider.Decide(pi, snap)
+	s.stats.Attempts.Add(1)
 	if err != nil {
+		s.stats.Unschedulable.Add(1)
 		s.queue.Unschedulable(it)
 		msg := err.Error()
 		var fe *placement.FitError
@@ -298,8 +308,12 @@ func (s *scheduler) bind(ctx context.Context, t bindTask) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
 		Target:     v1.ObjectReference{Kind: "Node", Name: t.node},
 	}
+	s.stats.InFlight.Add(1)
+	start := time.Now()
 	err := s.client.CoreV1().Pods(pod.Namespace).Bind(ctx, b, metav1.CreateOptions{})
+	s.stats.InFlight.Add(-1)
 	if err != nil {
+		s.stats.BindErrors.Add(1)
 		s.cache.Forget(pod.UID)
 		if ctx.Err() != nil {
 			return
@@ -314,6 +328,8 @@ func (s *scheduler) bind(ctx context.Context, t bindTask) {
 		s.queue.MoveUnschedulable(nil)
 		return
 	}
+	s.stats.Bound.Add(1)
+	s.stats.BindNanos.Add(int64(time.Since(start)))
 	s.cache.FinishBinding(pod.UID, s.now())
 	s.queue.Done(t.item)
 	s.recorder.Eventf(pod, v1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, t.node)
