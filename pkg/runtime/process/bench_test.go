@@ -20,7 +20,7 @@ import (
 // skiff-shim binary.
 func shims(b *testing.B) map[string]string {
 	lean := filepath.Join(b.TempDir(), "skiff-shim")
-	out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", lean, "github.com/skiff-org/skiff/pkg/runtime/process/shim/cmd/skiff-shim").CombinedOutput()
+	out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", lean, "github.com/skiff-org/skiff/cmd/skiff-shim").CombinedOutput()
 	if err != nil {
 		b.Fatalf("build skiff-shim: %v: %s", err, out)
 	}
