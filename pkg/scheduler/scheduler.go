@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -82,16 +83,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Stats == nil {
 		cfg.Stats = &Stats{}
 	}
-	rc := rest.CopyConfig(cfg.Client)
+	rc := clientConfig(cfg.Client)
 	rc.QPS, rc.Burst = cfg.QPS, cfg.Burst
-	rc.UserAgent = "skiff-scheduler"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("scheduler: client: %w", err)
 	}
-	ec := rest.CopyConfig(cfg.Client)
+	ec := clientConfig(cfg.Client)
 	ec.QPS, ec.Burst = 50, 100
-	ec.UserAgent = "skiff-scheduler"
 	eventClient, err := kubernetes.NewForConfig(ec)
 	if err != nil {
 		return fmt.Errorf("scheduler: event client: %w", err)
@@ -110,6 +109,22 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s.queue = newQueue(s.now, s.priority)
 	return s.run(ctx, eventClient)
+}
+
+// clientConfig is the scheduler's client configuration: protobuf, which
+// costs the API server and the scheduler a fraction of JSON's CPU per bind
+// and per watch event, on a connection of its own (client-go otherwise
+// shares one HTTP/2 connection between all configs with the same TLS
+// settings, and in the all-in-one server that is every component).
+func clientConfig(c *rest.Config) *rest.Config {
+	rc := rest.CopyConfig(c)
+	rc.UserAgent = "skiff-scheduler"
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	if rc.Dial == nil {
+		rc.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	return rc
 }
 
 type bindTask struct {
