@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -49,7 +48,7 @@ type Controller struct {
 	client      kubernetes.Interface
 	log         *slog.Logger
 	kind        *kind
-	pods        corelisters.PodLister
+	podIndex    cache.Indexer
 	synced      []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
 	exp         *Expectations
@@ -75,7 +74,7 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		client:      client,
 		log:         log.With("controller", k.name),
 		kind:        k,
-		pods:        podInf.Lister(),
+		podIndex:    podInf.Informer().GetIndexer(),
 		synced:      []cache.InformerSynced{k.informer.HasSynced, podInf.Informer().HasSynced},
 		exp:         NewExpectations(),
 		broadcaster: b,
@@ -83,6 +82,10 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		now:         time.Now,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: k.name}),
+	}
+	if _, ok := podInf.Informer().GetIndexer().GetIndexers()[controllerIndex]; !ok {
+		// Both kinds share the pod informer; the first adds the index.
+		_ = podInf.Informer().AddIndexers(cache.Indexers{controllerIndex: indexByController})
 	}
 	k.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
@@ -100,6 +103,39 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		DeleteFunc: c.deletePod,
 	})
 	return c
+}
+
+// controllerIndex indexes pods by their controller's UID, and orphans by
+// "orphan/<namespace>", so a sync looks only at the pods it may own rather
+// than at every pod in the namespace.
+const controllerIndex = "skiff-controller-uid"
+
+func indexByController(obj any) ([]string, error) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		return []string{string(ref.UID)}, nil
+	}
+	return []string{"orphan/" + pod.Namespace}, nil
+}
+
+// candidates are the pods an owner controls or could adopt.
+func (c *Controller) candidates(o *owner) ([]*v1.Pod, error) {
+	var out []*v1.Pod
+	for _, key := range []string{string(o.meta.UID), "orphan/" + o.meta.Namespace} {
+		objs, err := c.podIndex.ByIndex(controllerIndex, key)
+		if err != nil {
+			return nil, err
+		}
+		for _, obj := range objs {
+			if p, ok := obj.(*v1.Pod); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (c *Controller) enqueue(obj any) {
@@ -275,7 +311,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	defer cancel()
 	satisfied := c.exp.Satisfied(key, c.now())
 
-	all, err := c.pods.Pods(ns).List(labels.Everything())
+	all, err := c.candidates(o)
 	if err != nil {
 		return err
 	}
