@@ -131,7 +131,8 @@ func runEndToEnd(tb testing.TB, nodes, pods int) {
 	const qps = 5000
 	var ss scheduler.Stats
 	wg.Go(func() {
-		if err := scheduler.Run(ctx, scheduler.Config{Client: c.Config, QPS: qps, Burst: 2 * qps, Stats: &ss}); err != nil {
+		if err := scheduler.Run(ctx, scheduler.Config{Client: c.Config, QPS: qps, Burst: 2 * qps, Stats: &ss,
+			Binders: envInt("SKIFF_BENCH_BINDERS", 0)}); err != nil {
 			tb.Errorf("scheduler.Run = %v", err)
 		}
 	})
