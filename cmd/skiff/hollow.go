@@ -47,5 +47,6 @@ func hollowCommand() *cobra.Command {
 	f.IntVar(&cfg.Zones, "zones", 3, "spread nodes over this many zones (topology.kubernetes.io/zone)")
 	f.Float32Var(&cfg.QPS, "qps", 2000, "API client requests per second")
 	f.IntVar(&cfg.Burst, "burst", 4000, "API client burst")
+	f.IntVar(&cfg.Workers, "workers", 128, "pod status writes in flight at once")
 	return cmd
 }

@@ -49,7 +49,9 @@ type Config struct {
 	// QPS and Burst of the API client (default 2000 and 4000).
 	QPS   float32
 	Burst int
-	// Workers update pod statuses concurrently (default 32).
+	// Workers update pod statuses concurrently (default 128). A thousand
+	// real kubelets write in parallel; with 32 the status writes trailed
+	// the binds by ~8 s at 10,000 pods.
 	Workers int
 	// OnReady, when set, is called once every node and Lease is registered.
 	OnReady func()
@@ -99,7 +101,7 @@ func (c *Config) defaults() error {
 		c.Burst = 2 * int(c.QPS)
 	}
 	if c.Workers <= 0 {
-		c.Workers = 32
+		c.Workers = 128
 	}
 	if c.Stats == nil {
 		c.Stats = &Stats{}

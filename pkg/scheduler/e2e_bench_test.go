@@ -118,7 +118,7 @@ func runEndToEnd(tb testing.TB, nodes, pods int) {
 	var hs hollow.Stats
 	wg.Go(func() {
 		if err := hollow.Run(ctx, hollow.Config{Client: c.Config, Count: nodes, CPU: resource.MustParse("4"),
-			Memory: resource.MustParse("16Gi"), Stats: &hs, OnReady: func() { close(ready) }}); err != nil && ctx.Err() == nil {
+			Memory: resource.MustParse("16Gi"), Workers: envInt("SKIFF_BENCH_HOLLOW_WORKERS", 0), Stats: &hs, OnReady: func() { close(ready) }}); err != nil && ctx.Err() == nil {
 			tb.Errorf("hollow.Run = %v", err)
 		}
 	})
