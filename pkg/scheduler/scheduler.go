@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,10 +205,12 @@ func (s *scheduler) run(ctx context.Context, eventClient kubernetes.Interface) e
 	}
 	_ = pcInf.Informer()
 	factory.Start(ctx.Done())
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("scheduler: cache of %v did not sync: %w", typ, ctx.Err())
-		}
+	if err := s.waitSynced(ctx, map[string]toolscache.InformerSynced{
+		"pods": podInformer.HasSynced, "nodes": nodeInf.Informer().HasSynced,
+		"priorityclasses": pcInf.Informer().HasSynced, "namespaces": nsInf.Informer().HasSynced,
+		"services": svcInf.Informer().HasSynced,
+	}); err != nil {
+		return err
 	}
 	s.refreshExtras()
 	// Pods are handled once priority classes are known, so that the queue
@@ -241,6 +244,42 @@ func (s *scheduler) run(ctx context.Context, eventClient kubernetes.Interface) e
 	}
 	wg.Wait()
 	return nil
+}
+
+// syncWarnEvery is how often Run says which caches it still waits for.
+const syncWarnEvery = 10 * time.Second
+
+// waitSynced waits for the informers' first lists. A resource the API
+// server does not serve (or a watch it keeps failing) would otherwise
+// stall the scheduler silently; instead it warns, naming the resources.
+func (s *scheduler) waitSynced(ctx context.Context, synced map[string]toolscache.InformerSynced) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	warned := start
+	for {
+		var waiting []string
+		for name, ok := range synced {
+			if !ok() {
+				waiting = append(waiting, name)
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		if time.Since(warned) >= syncWarnEvery {
+			warned = time.Now()
+			sort.Strings(waiting)
+			s.log.Warn("scheduler waits for its caches; is the resource served and listable?",
+				"resources", waiting, "waited", time.Since(start).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			sort.Strings(waiting)
+			return fmt.Errorf("scheduler: caches of %v did not sync: %w", waiting, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // housekeeping releases pods from back-off and expires assumptions that
