@@ -246,7 +246,14 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, req re
 		writeError(w, r, err)
 		return
 	}
-	entries, _, err := req.res.cache.List(r.Context(), req.res.listPrefix(req.namespace), 0, sel.matcher(req.res))
+	// What exists now, not what the cache has seen so far: an object created
+	// just before must go too.
+	rev, err := s.cfg.Store.Revision(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	entries, _, err := req.res.cache.List(r.Context(), req.res.listPrefix(req.namespace), rev, sel.matcher(req.res))
 	if err != nil {
 		writeError(w, r, err)
 		return
