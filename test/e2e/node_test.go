@@ -67,6 +67,16 @@ func (s *server) killContainers() {
 			}
 		}
 	}
+	// Shims of containers that never got as far as a status file still
+	// name their container's directory on their command line.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), s.dataDir+"/") {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil && pid != os.Getpid() {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 	// Sandboxes pin their network namespaces with bind mounts.
 	pins, _ := filepath.Glob(filepath.Join(s.dataDir, "agent", "runtime", "sandboxes", "*", "netns"))
 	for _, p := range pins {
