@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-org/skiff/pkg/agent"
+	"github.com/skiff-org/skiff/pkg/memtrim"
 	"github.com/skiff-org/skiff/pkg/pki"
 )
 
@@ -26,6 +27,7 @@ func agentCommand() *cobra.Command {
 			}
 			cfg.RestConfig = rc
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			go memtrim.After(cmd.Context(), trimDelay, cfg.Log)
 			return agent.Run(cmd.Context(), cfg)
 		},
 	}

@@ -10,10 +10,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/skiff-org/skiff/pkg/memtrim"
 	"github.com/skiff-org/skiff/pkg/preflight"
 	"github.com/skiff-org/skiff/pkg/server"
 )
@@ -161,6 +163,10 @@ func preflightOptions(cfg server.Config) preflight.Options {
 // runServer runs the server until ctx ends. Problems the preflight checks
 // find are logged before start; when the server fails, the blocking ones are
 // printed again under the error, since they usually are the cause.
+// trimDelay is how long after start a server or agent gives back the memory
+// only start-up needed: long enough for the first syncs of informers and pods.
+const trimDelay = 5 * time.Second
+
 func runServer(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 	opts := preflightOptions(cfg)
 	for _, r := range preflight.Run(opts) {
@@ -168,7 +174,7 @@ func runServer(ctx context.Context, cfg server.Config, stderr io.Writer) error {
 			cfg.Log.Warn("preflight", "check", r.Check, "problem", r.Message, "fix", r.Fix)
 		}
 	}
-	err := server.Run(ctx, cfg)
+	err := server.RunWith(ctx, cfg, func(*server.Running) { go memtrim.After(ctx, trimDelay, cfg.Log) })
 	if err == nil || (ctx.Err() != nil && errors.Is(err, context.Canceled)) {
 		return nil // stopped by a signal
 	}

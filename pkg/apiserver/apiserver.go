@@ -206,6 +206,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, r, metav1.Status{Status: metav1.StatusFailure, Message: "Unauthorized", Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized})
 		return
 	}
+	if strings.HasPrefix(path, "/debug/pprof") {
+		// Kubernetes serves profiles to authenticated clients by default
+		// (--profiling); so does skiff, to find where time and memory go.
+		servePprof(w, r)
+		return
+	}
 	if strings.HasPrefix(path, "/openapi/") {
 		if s.cfg.OpenAPI == nil {
 			http.NotFound(w, r)

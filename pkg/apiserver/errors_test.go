@@ -56,6 +56,7 @@ func TestBadInput(t *testing.T) {
 		contains string
 	}{
 		{"anonymous list", anon, "GET", cms, "", nil, 401, metav1.StatusReasonUnauthorized, "Unauthorized"},
+		{"anonymous profile", anon, "GET", "/debug/pprof/heap", "", nil, 401, metav1.StatusReasonUnauthorized, "Unauthorized"},
 		{"malformed JSON", admin, "POST", cms, "application/json", []byte(`{"metadata":`), 400, metav1.StatusReasonBadRequest, ""},
 		{"malformed YAML", admin, "POST", cms, "application/yaml", []byte("metadata: [\n"), 400, metav1.StatusReasonBadRequest, ""},
 		{"empty body", admin, "POST", cms, "application/json", nil, 400, metav1.StatusReasonBadRequest, "unknown format"},
@@ -170,5 +171,30 @@ func TestDeletion(t *testing.T) {
 	}
 	if _, err := nss.Get(ctx, "going", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("finalized namespace: %v, want NotFound", err)
+	}
+}
+
+// TestProfiling checks that an authenticated client gets the runtime's
+// profiles, as with Kubernetes' default --profiling.
+func TestProfiling(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	admin, err := rest.HTTPClientFor(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile: total",
+		"/debug/pprof/cmdline":           "",
+	} {
+		resp, err := admin.Get(c.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s: %d, body %.200q; want 200 containing %q", path, resp.StatusCode, b, want)
+		}
 	}
 }

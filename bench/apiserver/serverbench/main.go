@@ -58,6 +58,9 @@ func run(bin, mode string, n int, idle time.Duration, agent bool) error {
 			if err := memory(bin, idle, true); err != nil {
 				return err
 			}
+			if err := memoryJoinedAgent(bin, idle); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -262,6 +265,83 @@ func memory(bin string, idle time.Duration, withAgent bool) error {
 	}
 	fmt.Printf("%s after %v: VmRSS=%s RssAnon=%s RssFile=%s VmHWM=%s threads=%s\n",
 		what, idle, st["VmRSS"], st["RssAnon"], st["RssFile"], st["VmHWM"], st["Threads"])
+	return nil
+}
+
+// memoryJoinedAgent measures `skiff agent` alone: in a private network
+// namespace a server without agent starts, a `skiff agent` joins it with the
+// join token, and the agent's RSS is read after it idled.
+func memoryJoinedAgent(bin string, idle time.Duration) error {
+	dir, err := os.MkdirTemp("", "skiff-memory-agent-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	srv := filepath.Join(dir, "server")
+	// The server runs from a copy of the binary: on one machine two processes
+	// of one file share its pages, which then count in both and cannot be
+	// given back by either, unlike an agent on a machine of its own.
+	serverBin := filepath.Join(dir, "skiff-server")
+	if out, err := exec.Command("cp", bin, serverBin).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", bin, err, out)
+	}
+	// The shell starts the server in the background, waits for its ready
+	// line, then becomes the agent, so the process we hold is the agent.
+	script := `ip link set lo up &&
+"$6" server --data-dir "$1" --https-port "$2" --etcd-client-port "$3" --etcd-peer-port "$4" \
+	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --disable-agent >"$1.log" 2>&1 &
+i=0; until grep -q "skiff server ready" "$1.log" 2>/dev/null; do i=$((i+1)); [ $i -gt 600 ] && exit 3; sleep 0.1; done
+exec "$0" agent --server "https://127.0.0.1:$2" --token "$(cat "$1/join-token")" --data-dir "$1-agent" \
+	--node-name idle-agent --node-ip 127.0.0.1 --kubelet-port "$5"`
+	cmd := exec.Command("unshare", "-n", "--", "sh", "-c", script, bin, srv,
+		strconv.Itoa(ports[0]), strconv.Itoa(ports[1]), strconv.Itoa(ports[2]), strconv.Itoa(ports[3]), serverBin)
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		_ = exec.Command("pkill", "-f", "--data-dir "+srv+" ").Run()
+	}()
+	// The agent is running once its process image is skiff, not sh.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
+		if filepath.Base(exe) == filepath.Base(bin) {
+			break
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("agent set-up failed: %v (log %s)", cmd.ProcessState, logf.Name())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent did not start within 60s (log %s)", logf.Name())
+		}
+	}
+	select {
+	case <-exited:
+		return fmt.Errorf("agent exited while idle: %v (log %s)", cmd.ProcessState, logf.Name())
+	case <-time.After(idle):
+	}
+	st, err := procStatus(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("idle RSS, `skiff agent` joined to a server (own network namespace) after %v: VmRSS=%s RssAnon=%s RssFile=%s VmHWM=%s threads=%s\n",
+		idle, st["VmRSS"], st["RssAnon"], st["RssFile"], st["VmHWM"], st["Threads"])
 	return nil
 }
 
