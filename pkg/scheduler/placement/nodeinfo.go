@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"maps"
+
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,6 +21,10 @@ type NodeInfo struct {
 	PodsWithAffinity             []*PodInfo
 	PodsWithRequiredAntiAffinity []*PodInfo
 	UsedPorts                    []HostPort
+	// owned counts the placed, not deleting pods of each controller, so that
+	// spreading a ReplicaSet's pods reads one number per node instead of
+	// walking every pod on it for every decision.
+	owned map[types.UID]int32
 }
 
 // NewNodeInfo returns an empty NodeInfo for node (which may be nil while
@@ -53,6 +59,12 @@ func (ni *NodeInfo) AddPod(pi *PodInfo) {
 	ni.Requested.Add(pi.Requests)
 	ni.NonZero.Add(pi.NonZero)
 	ni.UsedPorts = append(ni.UsedPorts, pi.Ports...)
+	if counted(pi) {
+		if ni.owned == nil {
+			ni.owned = map[types.UID]int32{}
+		}
+		ni.owned[pi.OwnerUID]++
+	}
 	if pi.HasAffinity() {
 		ni.PodsWithAffinity = append(ni.PodsWithAffinity, pi)
 	}
@@ -80,6 +92,11 @@ func (ni *NodeInfo) RemovePod(pi *PodInfo) bool {
 	ni.PodsWithRequiredAntiAffinity = removeUID(ni.PodsWithRequiredAntiAffinity, uid)
 	ni.Requested.Sub(old.Requests)
 	ni.NonZero.Sub(old.NonZero)
+	if counted(old) {
+		if ni.owned[old.OwnerUID]--; ni.owned[old.OwnerUID] <= 0 {
+			delete(ni.owned, old.OwnerUID)
+		}
+	}
 	if len(old.Ports) > 0 {
 		ni.UsedPorts = ni.UsedPorts[:0]
 		for _, p := range ni.Pods {
@@ -88,6 +105,15 @@ func (ni *NodeInfo) RemovePod(pi *PodInfo) bool {
 	}
 	return true
 }
+
+// counted reports whether pi counts in NodeInfo.owned.
+func counted(pi *PodInfo) bool {
+	return pi.OwnerUID != "" && pi.Pod.DeletionTimestamp == nil
+}
+
+// OwnedPods is the number of placed, not deleting pods whose controller has
+// the given uid.
+func (ni *NodeInfo) OwnedPods(owner types.UID) int64 { return int64(ni.owned[owner]) }
 
 func removeAt(s []*PodInfo, i int) []*PodInfo {
 	last := len(s) - 1
@@ -113,6 +139,7 @@ func (ni *NodeInfo) Clone() *NodeInfo {
 	c.PodsWithAffinity = append([]*PodInfo(nil), ni.PodsWithAffinity...)
 	c.PodsWithRequiredAntiAffinity = append([]*PodInfo(nil), ni.PodsWithRequiredAntiAffinity...)
 	c.UsedPorts = append([]HostPort(nil), ni.UsedPorts...)
+	c.owned = maps.Clone(ni.owned)
 	return &c
 }
 

@@ -6,6 +6,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Well-known topology labels.
@@ -228,13 +229,18 @@ func newSelectorSpread(pi *PodInfo, s *Snapshot) *selectorSpread {
 
 func (ss *selectorSpread) count(ni *NodeInfo) int64 {
 	var n int64
+	if ss.owner != "" {
+		n = ni.OwnedPods(types.UID(ss.owner))
+	}
+	if len(ss.selectors) == 0 {
+		return n
+	}
 	for _, p := range ni.Pods {
 		if p.Pod.Namespace != ss.ns || p.Pod.DeletionTimestamp != nil {
 			continue
 		}
 		if ss.owner != "" && string(p.OwnerUID) == ss.owner {
-			n++
-			continue
+			continue // counted above
 		}
 		for _, sel := range ss.selectors {
 			if sel.Matches(labels.Set(p.Pod.Labels)) {
