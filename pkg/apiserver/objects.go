@@ -92,30 +92,38 @@ func clearStatus(obj runtime.Object) {
 }
 
 // specEqual reports whether a and b differ only in metadata and status,
-// which decides whether metadata.generation moves.
+// which decides whether metadata.generation moves. It compares the other
+// top-level fields in place: copying whole objects to blank their metadata
+// cost as much as the rest of a pod update.
 func specEqual(a, b runtime.Object) bool {
-	a, b = a.DeepCopyObject(), b.DeepCopyObject()
-	for _, o := range []runtime.Object{a, b} {
-		clearStatus(o)
-		v := reflect.ValueOf(o).Elem()
-		if f := v.FieldByName("ObjectMeta"); f.IsValid() {
-			f.Set(reflect.Zero(f.Type()))
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	if va.Type() != vb.Type() {
+		return false
+	}
+	t := va.Type()
+	for i := range t.NumField() {
+		switch t.Field(i).Name {
+		case "TypeMeta", "ObjectMeta", "Status":
+			continue
 		}
-		if f := v.FieldByName("TypeMeta"); f.IsValid() {
-			f.Set(reflect.Zero(f.Type()))
+		if !apiequality.Semantic.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			return false
 		}
 	}
-	return apiequality.Semantic.DeepEqual(a, b)
+	return true
 }
 
-// sameObject reports whether an update would change nothing worth storing
-// (managedFields timestamps aside).
-func sameObject(a, b runtime.Object) bool {
-	a, b = a.DeepCopyObject(), b.DeepCopyObject()
-	for _, o := range []runtime.Object{a, b} {
-		m := mustMeta(o)
-		m.SetManagedFields(nil)
-		m.SetResourceVersion("")
-	}
-	return apiequality.Semantic.DeepEqual(a, b)
+// sameObject reports whether storing next over cur would change nothing
+// worth storing (managedFields timestamps aside). next must be the caller's
+// own copy: its managedFields and resourceVersion are swapped for cur's
+// during the comparison and put back, so that neither object is copied.
+func sameObject(next, cur runtime.Object) bool {
+	nm, cm := mustMeta(next), mustMeta(cur)
+	mf, rv := nm.GetManagedFields(), nm.GetResourceVersion()
+	nm.SetManagedFields(cm.GetManagedFields())
+	nm.SetResourceVersion(cm.GetResourceVersion())
+	same := apiequality.Semantic.DeepEqual(next, cur)
+	nm.SetManagedFields(mf)
+	nm.SetResourceVersion(rv)
+	return same
 }

@@ -216,6 +216,13 @@ func (s *Server) createObject(ctx context.Context, res *resource, obj runtime.Ob
 		}
 		sides, commit, err := s.allocate(ctx, res, obj, nil)
 		if err != nil {
+			if !generated {
+				// The cache may not have seen a create that just returned;
+				// etcd has, and its answer beats "IP taken".
+				if _, gerr := s.cfg.Store.Get(ctx, key); gerr == nil {
+					return nil, apierrors.NewAlreadyExists(res.groupResource(), m.GetName())
+				}
+			}
 			return nil, err
 		}
 		if opts.dryRun {
