@@ -29,7 +29,8 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
 
 // conflictRetry is how soon a key whose write hit a conflict is retried.
@@ -37,9 +38,8 @@ const conflictRetry = 50 * time.Millisecond
 
 // Errors.
 var (
-	ErrCacheSync = errors.New("replicaset: caches did not sync")
-	ErrCreate    = errors.New("replicaset: creating pods failed")
-	ErrDelete    = errors.New("replicaset: deleting pods failed")
+	ErrCreate = errors.New("replicaset: creating pods failed")
+	ErrDelete = errors.New("replicaset: deleting pods failed")
 )
 
 // Controller reconciles one kind of replica owner (ReplicaSet or
@@ -50,7 +50,7 @@ type Controller struct {
 	kind        *kind
 	podIndex    cache.Indexer
 	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *queue.Queue
 	exp         *Expectations
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
@@ -70,9 +70,10 @@ func NewReplicationController(client kubernetes.Interface, f informers.SharedInf
 func newController(client kubernetes.Interface, f informers.SharedInformerFactory, log *slog.Logger, k *kind) *Controller {
 	podInf := f.Core().V1().Pods()
 	b := record.NewBroadcaster()
+	log = log.With("controller", k.name)
 	c := &Controller{
 		client:      client,
-		log:         log.With("controller", k.name),
+		log:         log,
 		kind:        k,
 		podIndex:    podInf.Informer().GetIndexer(),
 		synced:      []cache.InformerSynced{k.informer.HasSynced, podInf.Informer().HasSynced},
@@ -80,16 +81,15 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: k.component}),
 		now:         time.Now,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: k.name}),
 	}
+	c.queue = queue.New(c.sync, queue.Config{Name: k.name, Log: log, ConflictRetry: conflictRetry})
 	if _, ok := podInf.Informer().GetIndexer().GetIndexers()[controllerIndex]; !ok {
 		// Both kinds share the pod informer; the first adds the index.
 		_ = podInf.Informer().AddIndexers(cache.Indexers{controllerIndex: indexByController})
 	}
 	k.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		AddFunc:    c.queue.AddObject,
+		UpdateFunc: func(_, obj any) { c.queue.AddObject(obj) },
 		DeleteFunc: func(obj any) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				c.exp.Forget(key)
@@ -136,12 +136,6 @@ func (c *Controller) candidates(o *owner) ([]*v1.Pod, error) {
 		}
 	}
 	return out, nil
-}
-
-func (c *Controller) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
 }
 
 // ownerKey returns the key of the owner of our kind that controls pod.
@@ -245,53 +239,9 @@ func (c *Controller) deletePod(obj any) {
 // Run reconciles with the given number of workers until ctx ends, after the
 // caches have synced.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return ErrCacheSync
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	err := c.sync(ctx, key)
-	switch {
-	case err == nil:
-	case apierrors.IsConflict(err):
-		// Someone wrote a newer version, which the informer will bring;
-		// look again soon, without the exponential back-off that would
-		// stall a busy key for seconds under load.
-		c.queue.Forget(key)
-		c.queue.AddAfter(key, conflictRetry)
-		return true
-	default:
-		if ctx.Err() == nil {
-			c.log.Info("sync failed, requeuing", "key", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	return c.queue.Run(ctx, workers, c.synced...)
 }
 
 func (c *Controller) sync(ctx context.Context, key string) error {
