@@ -15,12 +15,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -31,7 +29,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
 
 // conflictRetry is how soon a key whose write hit a conflict is retried.
@@ -39,7 +38,6 @@ const conflictRetry = 50 * time.Millisecond
 
 // Errors.
 var (
-	ErrCacheSync = errors.New("deployment: caches did not sync")
 	ErrInvalid   = errors.New("deployment: invalid spec")
 	ErrCollision = errors.New("deployment: replica set name collision")
 )
@@ -54,7 +52,7 @@ type Controller struct {
 	rss         appslisters.ReplicaSetLister
 	pods        corelisters.PodLister
 	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *queue.Queue
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 	now         func() time.Time
@@ -66,9 +64,10 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, log *sl
 	rsInf := f.Apps().V1().ReplicaSets()
 	podInf := f.Core().V1().Pods()
 	b := record.NewBroadcaster()
+	log = log.With("controller", "deployment")
 	c := &Controller{
 		client:      client,
-		log:         log.With("controller", "deployment"),
+		log:         log,
 		deployments: dInf.Lister(),
 		rss:         rsInf.Lister(),
 		pods:        podInf.Lister(),
@@ -76,14 +75,14 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, log *sl
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: "deployment-controller"}),
 		now:         time.Now,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "deployment"}),
 	}
-	dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
+	c.queue = queue.New(c.sync, queue.Config{
+		Name: "deployment", Log: log, KeyAttr: "deployment", ConflictRetry: conflictRetry,
+		// A collision bumps status.collisionCount, so the retry picks
+		// another name: nothing went wrong.
+		Expected: func(err error) bool { return errors.Is(err, ErrCollision) },
 	})
+	dInf.Informer().AddEventHandler(c.queue.Handler())
 	rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.enqueueForRS(obj) },
 		UpdateFunc: func(old, obj any) {
@@ -97,12 +96,6 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, log *sl
 		DeleteFunc: c.podDeleted,
 	})
 	return c
-}
-
-func (c *Controller) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
 }
 
 func unwrap[T any](obj any) (T, bool) {
@@ -163,51 +156,7 @@ func (c *Controller) podDeleted(obj any) {
 // Run reconciles with the given number of workers until ctx ends, after the
 // caches have synced.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return ErrCacheSync
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	err := c.sync(ctx, key)
-	switch {
-	case err == nil:
-	case apierrors.IsConflict(err):
-		// Someone wrote a newer version, which the informer will bring;
-		// look again soon, without the exponential back-off that would
-		// stall a busy key for seconds under load.
-		c.queue.Forget(key)
-		c.queue.AddAfter(key, conflictRetry)
-		return true
-	default:
-		if ctx.Err() == nil && !errors.Is(err, ErrCollision) {
-			c.log.Info("sync failed, requeuing", "deployment", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	return c.queue.Run(ctx, workers, c.synced...)
 }
