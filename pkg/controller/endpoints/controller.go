@@ -8,10 +8,8 @@ package endpoints
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -26,11 +24,9 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
-)
 
-// ErrCacheSync means the informers did not sync before the context ended.
-var ErrCacheSync = errors.New("endpoints: caches did not sync")
+	"github.com/skiff-org/skiff/pkg/controller/queue"
+)
 
 // Controller reconciles Endpoints objects, one service key at a time.
 type Controller struct {
@@ -40,7 +36,7 @@ type Controller struct {
 	pods        corelisters.PodLister
 	endpoints   corelisters.EndpointsLister
 	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *queue.Queue
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 }
@@ -51,39 +47,29 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	podInf := factory.Core().V1().Pods()
 	epInf := factory.Core().V1().Endpoints()
 	b := record.NewBroadcaster()
+	log = log.With("controller", "endpoints")
 	c := &Controller{
 		client:      client,
-		log:         log.With("controller", "endpoints"),
+		log:         log,
 		services:    svcInf.Lister(),
 		pods:        podInf.Lister(),
 		endpoints:   epInf.Lister(),
 		synced:      []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced, epInf.Informer().HasSynced},
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: "endpoint-controller"}),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "endpoints"}),
 	}
-	svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
-	})
+	c.queue = queue.New(c.sync, queue.Config{Name: "endpoints", Log: log, KeyAttr: "service", Expected: apierrors.IsConflict})
+	svcInf.Informer().AddEventHandler(c.queue.Handler())
 	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.enqueuePodServices(obj, nil) },
 		UpdateFunc: func(old, obj any) { c.enqueuePodServices(obj, old) },
 		DeleteFunc: func(obj any) { c.enqueuePodServices(obj, nil) },
 	})
 	epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
+		UpdateFunc: func(_, obj any) { c.queue.AddObject(obj) },
+		DeleteFunc: c.queue.AddObject,
 	})
 	return c
-}
-
-func (c *Controller) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
 }
 
 // enqueuePodServices queues every service that selects pod now or selected it
@@ -113,40 +99,9 @@ func (c *Controller) enqueuePodServices(obj, old any) {
 
 // Run processes services with the given number of workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ErrCacheSync
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		if !apierrors.IsConflict(err) {
-			c.log.Info("sync failed, requeuing", "service", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	return c.queue.Run(ctx, workers, c.synced...)
 }
 
 func (c *Controller) sync(ctx context.Context, key string) error {
