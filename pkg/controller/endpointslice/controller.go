@@ -8,7 +8,6 @@ package endpointslice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -28,13 +27,10 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/skiff-org/skiff/pkg/controller/endpoints"
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
-
-// ErrCacheSync means the informers did not sync before the context ended.
-var ErrCacheSync = errors.New("endpointslice: caches did not sync")
 
 // staleRetry is how soon a service whose slice cache lags behind our own
 // writes is looked at again.
@@ -48,7 +44,7 @@ type Controller struct {
 	pods        corelisters.PodLister
 	slices      discoverylisters.EndpointSliceLister
 	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *queue.Queue
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 	written     *tracker
@@ -60,9 +56,10 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	podInf := factory.Core().V1().Pods()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
 	b := record.NewBroadcaster()
+	log = log.With("controller", "endpointslice")
 	c := &Controller{
 		client:      client,
-		log:         log.With("controller", "endpointslice"),
+		log:         log,
 		services:    svcInf.Lister(),
 		pods:        podInf.Lister(),
 		slices:      sliceInf.Lister(),
@@ -70,14 +67,13 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: "endpoint-slice-controller"}),
 		written:     newTracker(),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "endpointslice"}),
 	}
-	svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
+	c.queue = queue.New(c.sync, queue.Config{
+		Name: "endpointslice", Log: log, KeyAttr: "service",
+		// Both mean the cache was behind a write; the retry sees it.
+		Expected: func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) },
 	})
+	svcInf.Informer().AddEventHandler(c.queue.Handler())
 	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.enqueuePodServices(obj, nil) },
 		UpdateFunc: func(old, obj any) { c.enqueuePodServices(obj, old) },
@@ -89,12 +85,6 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 		DeleteFunc: c.enqueueSliceService,
 	})
 	return c
-}
-
-func (c *Controller) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
 }
 
 func (c *Controller) enqueueSliceService(obj any) {
@@ -133,40 +123,9 @@ func (c *Controller) enqueuePodServices(obj, old any) {
 
 // Run processes services with the given number of workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ErrCacheSync
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
-			c.log.Info("sync failed, requeuing", "service", key, "err", err)
-		}
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	return c.queue.Run(ctx, workers, c.synced...)
 }
 
 func (c *Controller) ownedSlices(ns, name string) ([]*discovery.EndpointSlice, error) {
