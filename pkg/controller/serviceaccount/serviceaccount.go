@@ -5,10 +5,8 @@ package serviceaccount
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -18,14 +16,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
 
 // DefaultName is the service account every namespace gets.
 const DefaultName = "default"
-
-// ErrCacheSync means the informers did not sync before the context ended.
-var ErrCacheSync = errors.New("serviceaccount: caches did not sync")
 
 // Controller ensures the default ServiceAccount exists in every namespace.
 type Controller struct {
@@ -34,22 +30,22 @@ type Controller struct {
 	namespaces corelisters.NamespaceLister
 	accounts   corelisters.ServiceAccountLister
 	synced     []cache.InformerSynced
-	queue      workqueue.TypedRateLimitingInterface[string] // namespace names
+	queue      *queue.Queue // namespace names
 }
 
 // New builds the controller on the shared informer factory.
 func New(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger) *Controller {
 	nsInf := factory.Core().V1().Namespaces()
 	saInf := factory.Core().V1().ServiceAccounts()
+	log = log.With("controller", "serviceaccount")
 	c := &Controller{
 		client:     client,
-		log:        log.With("controller", "serviceaccount"),
+		log:        log,
 		namespaces: nsInf.Lister(),
 		accounts:   saInf.Lister(),
 		synced:     []cache.InformerSynced{nsInf.Informer().HasSynced, saInf.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "serviceaccount"}),
 	}
+	c.queue = queue.New(c.sync, queue.Config{Name: "serviceaccount", Log: log, KeyAttr: "namespace"})
 	nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.enqueueNamespace(obj) },
 		UpdateFunc: func(_, obj any) { c.enqueueNamespace(obj) },
@@ -75,36 +71,7 @@ func (c *Controller) enqueueNamespace(obj any) {
 
 // Run processes namespaces with the given number of workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ErrCacheSync
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		c.log.Info("sync failed, requeuing", "namespace", key, "err", err)
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
+	return c.queue.Run(ctx, workers, c.synced...)
 }
 
 func (c *Controller) sync(ctx context.Context, name string) error {
