@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -29,10 +28,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
-)
 
-// ErrCacheSync means the informers did not sync before the context ended.
-var ErrCacheSync = errors.New("namespace: caches did not sync")
+	"github.com/skiff-org/skiff/pkg/controller/queue"
+)
 
 // recheck is how soon a namespace with content left is looked at again.
 const recheck = time.Second
@@ -46,24 +44,26 @@ type Controller struct {
 	clock      clock.PassiveClock
 	namespaces corelisters.NamespaceLister
 	synced     cache.InformerSynced
-	queue      workqueue.TypedRateLimitingInterface[string]
+	queue      *queue.Queue
 }
 
 // New builds the controller.
 func New(client kubernetes.Interface, dyn dynamic.Interface, disc discovery.DiscoveryInterface, factory informers.SharedInformerFactory, log *slog.Logger) *Controller {
 	inf := factory.Core().V1().Namespaces()
+	log = log.With("controller", "namespace")
 	c := &Controller{
 		client:     client,
 		dyn:        dyn,
 		disc:       disc,
-		log:        log.With("controller", "namespace"),
+		log:        log,
 		clock:      clock.RealClock{},
 		namespaces: inf.Lister(),
 		synced:     inf.Informer().HasSynced,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "namespace"}),
 	}
+	c.queue = queue.New(c.sync, queue.Config{
+		Name: "namespace", Log: log, KeyAttr: "namespace",
+		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
+	})
 	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
 		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
@@ -79,53 +79,21 @@ func (c *Controller) enqueue(obj any) {
 
 // Run processes terminating namespaces until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return ErrCacheSync
-	}
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
+	return c.queue.Run(ctx, max(workers, 1), c.synced)
 }
 
-func (c *Controller) processNext(ctx context.Context) bool {
-	name, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(name)
-	done, err := c.sync(ctx, name)
-	switch {
-	case err != nil:
-		c.log.Info("namespace deletion incomplete, retrying", "namespace", name, "err", err)
-		c.queue.AddRateLimited(name)
-	case !done:
-		c.queue.Forget(name)
-		c.queue.AddAfter(name, recheck)
-	default:
-		c.queue.Forget(name)
-	}
-	return true
-}
-
-func (c *Controller) sync(ctx context.Context, name string) (done bool, err error) {
+// sync empties and finalizes one terminating namespace; while content is
+// left it looks again after recheck.
+func (c *Controller) sync(ctx context.Context, name string) error {
 	ns, err := c.namespaces.Get(name)
 	if apierrors.IsNotFound(err) {
-		return true, nil
+		return nil
 	}
 	if err != nil {
-		return false, err
+		return err
 	}
 	if ns.DeletionTimestamp == nil || !slices.Contains(ns.Spec.Finalizers, v1.FinalizerKubernetes) {
-		return true, nil
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -139,22 +107,23 @@ func (c *Controller) sync(ctx context.Context, name string) (done bool, err erro
 		if updated, err := c.client.CoreV1().Namespaces().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err == nil {
 			ns = updated
 		} else if apierrors.IsNotFound(err) {
-			return true, nil
+			return nil
 		} else {
-			return false, fmt.Errorf("namespace: update %s status: %w", name, err)
+			return fmt.Errorf("namespace: update %s status: %w", name, err)
 		}
 	}
 	if !o.Done() {
-		return false, nil
+		c.queue.AddAfter(name, recheck)
+		return nil
 	}
 	n := ns.DeepCopy()
 	n.Spec.Finalizers = slices.DeleteFunc(n.Spec.Finalizers, func(f v1.FinalizerName) bool { return f == v1.FinalizerKubernetes })
 	_, err = c.client.CoreV1().Namespaces().Finalize(ctx, n, metav1.UpdateOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("namespace: finalize %s: %w", name, err)
+		return fmt.Errorf("namespace: finalize %s: %w", name, err)
 	}
 	c.log.Info("namespace emptied and finalized", "namespace", name)
-	return true, nil
+	return nil
 }
 
 // deleteContent deletes every namespaced object in ns and reports what is
