@@ -30,6 +30,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
 
 // Defaults, as `skiff server` documents them.
@@ -38,16 +40,13 @@ const (
 	DefaultMaskSize    = 24
 )
 
-// ErrCacheSync means the informers did not sync before the context ended.
-var ErrCacheSync = errors.New("nodeipam: caches did not sync")
-
 // Controller assigns pod CIDRs to nodes.
 type Controller struct {
 	client      kubernetes.Interface
 	log         *slog.Logger
 	nodes       corelisters.NodeLister
 	synced      cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *queue.Queue
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 
@@ -70,61 +69,46 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	}
 	inf := factory.Core().V1().Nodes()
 	b := record.NewBroadcaster()
+	log = log.With("controller", "nodeipam")
 	c := &Controller{
 		client:      client,
-		log:         log.With("controller", "nodeipam"),
+		log:         log,
 		nodes:       inf.Lister(),
 		synced:      inf.Informer().HasSynced,
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: "cidrAllocator"}),
 		alloc:       alloc,
 		assigned:    map[string]string{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodeipam"}),
 	}
-	inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
-		DeleteFunc: c.enqueue,
+	c.queue = queue.New(c.sync, queue.Config{
+		Name: "nodeipam", Log: log, KeyAttr: "node",
+		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
+		Ready:       c.occupyAll,
 	})
+	inf.Informer().AddEventHandler(c.queue.Handler())
 	return c, nil
-}
-
-func (c *Controller) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
 }
 
 // Run rebuilds the allocation from existing nodes, then assigns CIDRs until
 // ctx ends. Allocation is serialised, so workers is ignored beyond one.
 func (c *Controller) Run(ctx context.Context, _ int) error {
-	defer c.queue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return ErrCacheSync
-	}
+	return c.queue.Run(ctx, 1, c.synced)
+}
+
+// occupyAll records the CIDRs the nodes in the synced cache already have,
+// before any node gets a new one.
+func (c *Controller) occupyAll() error {
 	nodes, err := c.nodes.List(labels.Everything())
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, n := range nodes {
 		c.occupyLocked(n)
 	}
-	c.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for c.processNext(ctx) {
-		}
-	}()
-	<-ctx.Done()
-	c.queue.ShutDown()
-	<-done
 	return nil
 }
 
@@ -138,21 +122,6 @@ func (c *Controller) occupyLocked(n *v1.Node) {
 		return
 	}
 	c.assigned[n.Name] = n.Spec.PodCIDR
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	if err := c.sync(ctx, key); err != nil {
-		c.log.Info("sync failed, requeuing", "node", key, "err", err)
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	return true
 }
 
 func (c *Controller) sync(ctx context.Context, name string) error {
