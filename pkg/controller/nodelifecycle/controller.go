@@ -29,17 +29,15 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
 
 // LeaseNamespace holds the kubelets' heartbeat Leases.
 const LeaseNamespace = "kube-node-lease"
 
 const nodeNameIndex = "skiff.nodelifecycle/nodeName"
-
-// ErrCacheSync means the informers did not sync before the context ended.
-var ErrCacheSync = errors.New("nodelifecycle: caches did not sync")
 
 // Controller monitors node health and evicts pods from tainted nodes.
 type Controller struct {
@@ -51,8 +49,8 @@ type Controller struct {
 	leases      coordlisters.LeaseLister
 	pods        cache.Indexer
 	synced      []cache.InformerSynced
-	nodeQueue   workqueue.TypedRateLimitingInterface[string] // node names
-	podQueue    workqueue.TypedRateLimitingInterface[string] // pod keys due for an eviction check
+	nodeQueue   *queue.Queue // node names
+	podQueue    *queue.Queue // pod keys due for an eviction check
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 
@@ -87,9 +85,10 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 		return nil, nil
 	}})
 	b := record.NewBroadcaster()
+	log = log.With("controller", "nodelifecycle")
 	c := &Controller{
 		client:      client,
-		log:         log.With("controller", "nodelifecycle"),
+		log:         log,
 		clock:       clk,
 		grace:       grace,
 		nodes:       nodeInf.Lister(),
@@ -99,11 +98,11 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 		broadcaster: b,
 		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: "node-controller"}),
 		heard:       map[string]heartbeat{},
-		nodeQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodelifecycle", Clock: clk}),
-		podQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "nodelifecycle-eviction", Clock: clk}),
 	}
+	c.nodeQueue = queue.New(c.syncNode, queue.Config{
+		Name: "nodelifecycle", Log: log, KeyAttr: "node", Clock: clk, Expected: apierrors.IsConflict,
+	})
+	c.podQueue = queue.New(c.syncPod, queue.Config{Name: "nodelifecycle-eviction", Log: log, KeyAttr: "pod", Clock: clk})
 	nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueNode,
 		UpdateFunc: func(_, obj any) { c.enqueueNode(obj) },
@@ -177,61 +176,15 @@ func hasNoExecute(taints []v1.Taint) bool {
 // Run monitors nodes and evicts pods with the given number of workers per
 // queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer c.nodeQueue.ShutDown()
-	defer c.podQueue.ShutDown()
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
 	defer c.broadcaster.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return ErrCacheSync
-	}
+	workers = max(workers, 1)
+	var podErr error
 	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Go(func() {
-			for c.processNode(ctx) {
-			}
-		})
-		wg.Go(func() {
-			for c.processPod(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.nodeQueue.ShutDown()
-	c.podQueue.ShutDown()
+	wg.Go(func() { podErr = c.podQueue.Run(ctx, workers, c.synced...) })
+	nodeErr := c.nodeQueue.Run(ctx, workers, c.synced...)
 	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNode(ctx context.Context) bool {
-	name, quit := c.nodeQueue.Get()
-	if quit {
-		return false
-	}
-	defer c.nodeQueue.Done(name)
-	if err := c.syncNode(ctx, name); err != nil {
-		if !apierrors.IsConflict(err) {
-			c.log.Info("node sync failed, requeuing", "node", name, "err", err)
-		}
-		c.nodeQueue.AddRateLimited(name)
-		return true
-	}
-	c.nodeQueue.Forget(name)
-	return true
-}
-
-func (c *Controller) processPod(ctx context.Context) bool {
-	key, quit := c.podQueue.Get()
-	if quit {
-		return false
-	}
-	defer c.podQueue.Done(key)
-	if err := c.syncPod(ctx, key); err != nil {
-		c.log.Info("eviction failed, requeuing", "pod", key, "err", err)
-		c.podQueue.AddRateLimited(key)
-		return true
-	}
-	c.podQueue.Forget(key)
-	return true
+	return errors.Join(nodeErr, podErr)
 }
 
 // lastHeard records the node's current heartbeat mark (its Lease renewTime
