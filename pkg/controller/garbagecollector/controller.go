@@ -32,15 +32,12 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/skiff-org/skiff/pkg/controller/queue"
 )
 
-var (
-	// ErrCacheSync means the informers did not sync before the context ended.
-	ErrCacheSync = errors.New("garbagecollector: caches did not sync")
-	// ErrDiscovery means the API server's resources could not be listed.
-	ErrDiscovery = errors.New("garbagecollector: discovery failed")
-)
+// ErrDiscovery means the API server's resources could not be listed.
+var ErrDiscovery = errors.New("garbagecollector: discovery failed")
 
 // ignored are resources never collected: events are many, short-lived and
 // owned by nobody.
@@ -58,7 +55,10 @@ type Collector struct {
 	disc  discovery.DiscoveryInterface
 	log   *slog.Logger
 	graph *graph
-	queue workqueue.TypedRateLimitingInterface[types.UID]
+	queue *queue.Queue // object uids
+	// watched is how many resources the current Run watches, for the log
+	// once the graph is built.
+	watched int
 
 	mu     sync.Mutex
 	kinds  map[schema.GroupKind]mapping // from discovery
@@ -72,16 +72,23 @@ type mapping struct {
 
 // New builds the collector. It discovers resources when it runs.
 func New(dyn dynamic.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Collector {
-	return &Collector{
+	log = log.With("controller", "garbagecollector")
+	c := &Collector{
 		dyn:    dyn,
 		disc:   disc,
-		log:    log.With("controller", "garbagecollector"),
+		log:    log,
 		graph:  newGraph(),
 		kinds:  map[schema.GroupKind]mapping{},
 		absent: map[types.UID]bool{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
-			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "garbagecollector"}),
 	}
+	c.queue = queue.New(c.sync, queue.Config{
+		Name: "garbagecollector", Log: log, KeyAttr: "uid", Expected: apierrors.IsConflict,
+		Ready: func() error {
+			c.log.Info("graph built", "resources", c.watched)
+			return nil
+		},
+	})
+	return c
 }
 
 // discover returns the resources to watch and fills the kind mapping.
@@ -120,7 +127,7 @@ func (c *Collector) discover() ([]schema.GroupVersionResource, error) {
 // Run discovers resources, builds the graph from their informers and
 // collects garbage with the given number of workers until ctx ends.
 func (c *Collector) Run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
+	defer c.queue.ShutDown() // for the returns before the queue runs
 	gvrs, err := c.discover()
 	if err != nil {
 		return err
@@ -139,23 +146,10 @@ func (c *Collector) Run(ctx context.Context, workers int) error {
 		})
 		synced = append(synced, inf.HasSynced)
 	}
+	c.watched = len(gvrs)
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return ErrCacheSync
-	}
-	c.log.Info("graph built", "resources", len(gvrs))
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Go(func() {
-			for c.processNext(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	c.queue.ShutDown()
-	wg.Wait()
-	return nil
+	return c.queue.Run(ctx, max(workers, 1), synced...)
 }
 
 // metadataOnly keeps only the metadata of cached objects, so the collector's
@@ -184,7 +178,7 @@ func (c *Collector) observe(gvr schema.GroupVersionResource, obj any) {
 		owners: m.GetOwnerReferences(), deleting: m.GetDeletionTimestamp() != nil, finalizers: m.GetFinalizers(),
 	}
 	for _, u := range c.graph.upsert(n) {
-		c.queue.Add(u)
+		c.queue.Add(string(u))
 	}
 }
 
@@ -197,29 +191,13 @@ func (c *Collector) forget(obj any) {
 		return
 	}
 	for _, u := range c.graph.remove(m.GetUID()) {
-		c.queue.Add(u)
+		c.queue.Add(string(u))
 	}
 }
 
-func (c *Collector) processNext(ctx context.Context) bool {
-	uid, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(uid)
-	if err := c.sync(ctx, uid); err != nil {
-		if !apierrors.IsConflict(err) {
-			c.log.Info("collect failed, requeuing", "uid", uid, "err", err)
-		}
-		c.queue.AddRateLimited(uid)
-		return true
-	}
-	c.queue.Forget(uid)
-	return true
-}
-
-func (c *Collector) sync(ctx context.Context, uid types.UID) error {
-	n, it, ok := c.graph.get(uid)
+// sync collects the object with uid key, or lets it be.
+func (c *Collector) sync(ctx context.Context, key string) error {
+	n, it, ok := c.graph.get(types.UID(key))
 	if !ok {
 		return nil
 	}
@@ -285,7 +263,7 @@ func (c *Collector) ownerState(ctx context.Context, ns string, ref metav1.OwnerR
 func (c *Collector) carryOut(ctx context.Context, n node, plan Plan) error {
 	if plan.DeleteDependents {
 		for _, d := range c.graph.dependents(n.uid) {
-			c.queue.Add(d.uid)
+			c.queue.Add(string(d.uid))
 		}
 	}
 	if plan.OrphanDependents {
