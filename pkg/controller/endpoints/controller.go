@@ -60,11 +60,7 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	}
 	c.queue = queue.New(c.sync, queue.Config{Name: "endpoints", Log: log, KeyAttr: "service", Expected: apierrors.IsConflict})
 	svcInf.Informer().AddEventHandler(c.queue.Handler())
-	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.enqueuePodServices(obj, nil) },
-		UpdateFunc: func(old, obj any) { c.enqueuePodServices(obj, old) },
-		DeleteFunc: func(obj any) { c.enqueuePodServices(obj, nil) },
-	})
+	podInf.Informer().AddEventHandler(PodHandler(c.services, c.queue.Add))
 	epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(_, obj any) { c.queue.AddObject(obj) },
 		DeleteFunc: c.queue.AddObject,
@@ -72,9 +68,20 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 	return c
 }
 
-// enqueuePodServices queues every service that selects pod now or selected it
-// before the update (old), so a relabelled pod leaves its old service too.
-func (c *Controller) enqueuePodServices(obj, old any) {
+// PodHandler is the pod informer handler of a controller that keeps an
+// object per Service (Endpoints here, EndpointSlices in endpointslice): it
+// calls add with the key of every service that selects the pod now or
+// selected it before an update, so a relabelled pod leaves its old service
+// too.
+func PodHandler(services corelisters.ServiceLister, add func(key string)) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { addPodServices(services, add, obj, nil) },
+		UpdateFunc: func(old, obj any) { addPodServices(services, add, obj, old) },
+		DeleteFunc: func(obj any) { addPodServices(services, add, obj, nil) },
+	}
+}
+
+func addPodServices(services corelisters.ServiceLister, add func(string), obj, old any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
@@ -86,13 +93,13 @@ func (c *Controller) enqueuePodServices(obj, old any) {
 	if oldPod != nil && oldPod.ResourceVersion == pod.ResourceVersion {
 		return // periodic resync
 	}
-	svcs, err := c.services.Services(pod.Namespace).List(labels.Everything())
+	svcs, err := services.Services(pod.Namespace).List(labels.Everything())
 	if err != nil {
 		return
 	}
 	for _, svc := range svcs {
 		if Selects(svc, pod) || (oldPod != nil && Selects(svc, oldPod)) {
-			c.queue.Add(svc.Namespace + "/" + svc.Name)
+			add(svc.Namespace + "/" + svc.Name)
 		}
 	}
 }

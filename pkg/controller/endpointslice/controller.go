@@ -74,11 +74,7 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, l
 		Expected: func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) },
 	})
 	svcInf.Informer().AddEventHandler(c.queue.Handler())
-	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.enqueuePodServices(obj, nil) },
-		UpdateFunc: func(old, obj any) { c.enqueuePodServices(obj, old) },
-		DeleteFunc: func(obj any) { c.enqueuePodServices(obj, nil) },
-	})
+	podInf.Informer().AddEventHandler(endpoints.PodHandler(c.services, c.queue.Add))
 	sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueSliceService,
 		UpdateFunc: func(_, obj any) { c.enqueueSliceService(obj) },
@@ -96,29 +92,6 @@ func (c *Controller) enqueueSliceService(obj any) {
 		return
 	}
 	c.queue.Add(s.Namespace + "/" + s.Labels[discovery.LabelServiceName])
-}
-
-func (c *Controller) enqueuePodServices(obj, old any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	pod, ok := obj.(*v1.Pod)
-	if !ok {
-		return
-	}
-	oldPod, _ := old.(*v1.Pod)
-	if oldPod != nil && oldPod.ResourceVersion == pod.ResourceVersion {
-		return
-	}
-	svcs, err := c.services.Services(pod.Namespace).List(labels.Everything())
-	if err != nil {
-		return
-	}
-	for _, svc := range svcs {
-		if endpoints.Selects(svc, pod) || (oldPod != nil && endpoints.Selects(svc, oldPod)) {
-			c.queue.Add(svc.Namespace + "/" + svc.Name)
-		}
-	}
 }
 
 // Run processes services with the given number of workers until ctx ends.
