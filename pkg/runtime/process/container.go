@@ -186,6 +186,18 @@ func (r *Runtime) shimSpecFor(c *containerMeta, s *sandboxMeta, argv []string) s
 			spec.Hostname = s.config.GetMetadata().GetName()
 		}
 	}
+	// Container runtimes give every container HOSTNAME (the pod's name, or
+	// the node's with host networking); scripts and logs rely on it. The
+	// user's own value wins.
+	if shim.EnvValue(spec.Env, "HOSTNAME") == "" {
+		h := spec.Hostname
+		if h == "" {
+			h, _ = os.Hostname()
+		}
+		if h != "" {
+			spec.Env = append(spec.Env, "HOSTNAME="+h)
+		}
+	}
 	if !r.root {
 		return spec
 	}
