@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -170,5 +171,35 @@ func TestGracePeriod(t *testing.T) {
 	}
 	if got := gracePeriod(p, t0.Add(time.Minute)); got != time.Second {
 		t.Errorf("gracePeriod(past deadline) = %v, want 1s", got)
+	}
+}
+
+func TestSurplus(t *testing.T) {
+	tests := []struct {
+		name string
+		view podView
+		want []string
+	}{
+		{"none", podView{}, nil},
+		{"newest two kept", podView{Containers: []containerInstance{
+			inst("app", 1, running, 0, t0, time.Time{}), inst("app", 0, exited, 1, t0, t0)}}, nil},
+		{"older exited removed", podView{Containers: []containerInstance{
+			inst("app", 3, exited, 1, t0, t0), inst("app", 2, exited, 1, t0, t0), inst("app", 1, exited, 1, t0, t0), inst("app", 0, exited, 1, t0, t0)}},
+			[]string{"app-1", "app-0"}},
+		{"counted per container", podView{Containers: []containerInstance{
+			inst("app", 2, running, 0, t0, time.Time{}), inst("side", 2, exited, 1, t0, t0), inst("app", 1, exited, 1, t0, t0),
+			inst("side", 1, exited, 1, t0, t0), inst("app", 0, exited, 1, t0, t0)}},
+			[]string{"app-0"}},
+		{"a running old instance stays", podView{Containers: []containerInstance{
+			inst("app", 2, exited, 1, t0, t0), inst("app", 1, exited, 1, t0, t0), inst("app", 0, running, 0, t0, time.Time{})}}, nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, c := range tt.view.surplus() {
+			got = append(got, c.ID)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: surplus = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -127,3 +127,29 @@ func (v *podView) running() []containerInstance {
 	}
 	return out
 }
+
+// keepPerContainer is how many instances of each container a pod keeps: the
+// newest, and the one before it for `kubectl logs --previous` and the
+// status's lastState. Older exited ones are removed, as Kubernetes' container
+// garbage collection does, so a crash-looping container does not pile up
+// directories and logs.
+const keepPerContainer = 2
+
+// surplus lists the exited instances older than the newest keepPerContainer
+// of their container.
+func (v *podView) surplus() []containerInstance {
+	seen := map[string]int{}
+	var out []containerInstance
+	for _, c := range v.Containers {
+		seen[c.Name]++
+		if seen[c.Name] > keepPerContainer && c.exited() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// drop removes the instance with id from the view.
+func (v *podView) drop(id string) {
+	v.Containers = slices.DeleteFunc(v.Containers, func(c containerInstance) bool { return c.ID == id })
+}

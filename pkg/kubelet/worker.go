@@ -141,6 +141,7 @@ func (k *Kubelet) syncPod(ctx context.Context, w *podWorker) (done bool, after t
 		}
 	}
 	k.probes.syncPod(pod, &view)
+	k.removeSurplus(ctx, &view)
 
 	st := computeStatus(statusInput{Pod: pod, View: view, Plan: p, Probes: k.probes.states(w.uid), Errors: w.errors,
 		RuntimeName: k.runtimeName, HostIPs: k.hostIPs, Now: time.Now()})
@@ -431,6 +432,19 @@ func (k *Kubelet) stopContainer(ctx context.Context, id string, grace time.Durat
 	defer cancel()
 	if _, err := k.rt.StopContainer(cctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: int64(grace / time.Second)}); err != nil {
 		k.log.Warn("stopping container", "id", id, "err", err)
+	}
+}
+
+// removeSurplus removes the old exited instances the pod no longer needs.
+// A failure is retried on the next sync.
+func (k *Kubelet) removeSurplus(ctx context.Context, view *podView) {
+	for _, c := range view.surplus() {
+		if _, err := k.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c.ID}); err != nil {
+			k.log.Warn("removing old container", "id", c.ID, "name", c.Name, "err", err)
+			continue
+		}
+		k.forgetContainer(c.ID)
+		view.drop(c.ID)
 	}
 }
 
