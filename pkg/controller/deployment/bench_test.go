@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/skiff-org/skiff/internal/testcluster"
+	"github.com/skiff-org/skiff/pkg/controller/internal/controllertest"
 	"github.com/skiff-org/skiff/pkg/hollow"
 )
 
@@ -67,7 +68,7 @@ func runDeploymentBench(b *testing.B, nodes int, replicas int32) {
 	stop := controllers(c.Config)
 	defer stop()
 
-	api := fastClient(c.Config)
+	api := controllertest.Client(c.Config)
 	d := newDeployment("big", replicas, map[string]string{"app": "big"}, "nginx:1")
 	quarter := intstr.FromString("25%")
 	d.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: &quarter, MaxUnavailable: &quarter}

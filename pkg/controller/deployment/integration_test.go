@@ -3,9 +3,6 @@ package deployment_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -24,105 +21,17 @@ import (
 
 	"github.com/skiff-org/skiff/internal/testcluster"
 	"github.com/skiff-org/skiff/pkg/controller/deployment"
+	"github.com/skiff-org/skiff/pkg/controller/internal/controllertest"
 	"github.com/skiff-org/skiff/pkg/controller/replicaset"
 )
-
-func testLog() *slog.Logger {
-	if os.Getenv("SKIFF_CONTROLLER_DEBUG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	if os.Getenv("SKIFF_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func fastClient(cfg *rest.Config) kubernetes.Interface {
-	rc := rest.CopyConfig(cfg)
-	rc.QPS, rc.Burst = 5000, 10000
-	rc.ContentType = "application/vnd.kubernetes.protobuf"
-	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	return kubernetes.NewForConfigOrDie(rc)
-}
 
 // controllers runs the ReplicaSet and Deployment controllers; the returned
 // stop waits for them to end.
 func controllers(cfg *rest.Config) (stop func()) {
-	client := fastClient(cfg)
+	client := controllertest.Client(cfg)
 	f := informers.NewSharedInformerFactory(client, 0)
-	rs := replicaset.NewReplicaSet(client, f, testLog())
-	d := deployment.New(client, f, testLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	f.Start(ctx.Done())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = rs.Run(ctx, 5) })
-	wg.Go(func() { _ = d.Run(ctx, 5) })
-	return func() {
-		cancel()
-		wg.Wait()
-		f.Shutdown()
-	}
-}
-
-// fakeKubelet marks every new pod Running and Ready after delay.
-func fakeKubelet(t *testing.T, cfg *rest.Config, delay time.Duration) {
-	client := fastClient(cfg)
-	f := informers.NewSharedInformerFactory(client, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	type seen struct {
-		pod *v1.Pod
-		at  time.Time
-	}
-	work := make(chan seen, 100000)
-	f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		// creationTimestamp has whole seconds only; time from now.
-		AddFunc: func(obj any) { work <- seen{obj.(*v1.Pod), time.Now()} },
-	})
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case w := <-work:
-					p := w.pod
-					if wait := time.Until(w.at.Add(delay)); wait > 0 {
-						select {
-						case <-ctx.Done():
-							return
-						case <-time.After(wait):
-						}
-					}
-					p = p.DeepCopy()
-					p.Status.Phase = v1.PodRunning
-					p.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue, LastTransitionTime: metav1.Now()}}
-					_, _ = client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-				}
-			}
-		})
-	}
-	f.Start(ctx.Done())
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		f.Shutdown()
-	})
-}
-
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached in 45s; last: %s", what, last)
+	log := controllertest.Log()
+	return controllertest.Run(f, 5, replicaset.NewReplicaSet(client, f, log), deployment.New(client, f, log))
 }
 
 func newDeployment(name string, replicas int32, labels map[string]string, image string) *appsv1.Deployment {
@@ -148,7 +57,7 @@ func rolledOut(t *testing.T, c kubernetes.Interface, name string) (*appsv1.Deplo
 	t.Helper()
 	var d *appsv1.Deployment
 	var rss []appsv1.ReplicaSet
-	eventually(t, name+" rolled out", func() (bool, string) {
+	controllertest.Eventually(t, name+" rolled out", func() (bool, string) {
 		var err error
 		d, err = c.AppsV1().Deployments("default").Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
@@ -163,7 +72,7 @@ func rolledOut(t *testing.T, c kubernetes.Interface, name string) (*appsv1.Deplo
 		rss = owned(t, c, d.UID)
 		pods := 0
 		for _, rs := range rss {
-			pods += len(podsOf(t, c, rs.UID))
+			pods += len(controllertest.OwnedPods(t, c, "default", rs.UID))
 		}
 		return int32(pods) == n, fmt.Sprintf("%d pods", pods)
 	})
@@ -180,21 +89,6 @@ func owned(t *testing.T, c kubernetes.Interface, uid types.UID) []appsv1.Replica
 	for _, rs := range list.Items {
 		if ref := metav1.GetControllerOf(&rs); ref != nil && ref.UID == uid {
 			out = append(out, rs)
-		}
-	}
-	return out
-}
-
-func podsOf(t *testing.T, c kubernetes.Interface, uid types.UID) []v1.Pod {
-	list, err := c.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Logf("list pods: %v", err)
-		return nil
-	}
-	var out []v1.Pod
-	for _, p := range list.Items {
-		if ref := metav1.GetControllerOf(&p); ref != nil && ref.UID == uid && p.DeletionTimestamp == nil {
-			out = append(out, p)
 		}
 	}
 	return out
@@ -218,7 +112,7 @@ type bounds struct {
 
 func watchBounds(t *testing.T, cfg *rest.Config, app string) *bounds {
 	b := &bounds{live: map[string]bool{}, ready: map[string]bool{}, minReady: 1 << 30}
-	client := fastClient(cfg)
+	client := controllertest.Client(cfg)
 	f := informers.NewSharedInformerFactory(client, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	on := func(obj any) {
@@ -305,7 +199,7 @@ func TestDeploymentRollout(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	stop := controllers(c.Config)
 	defer func() { stop() }()
-	fakeKubelet(t, c.Config, 150*time.Millisecond)
+	controllertest.FakeKubelet(t, c.Config, 150*time.Millisecond)
 	b := watchBounds(t, c.Config, "web")
 	ctx := context.Background()
 	api := c.Client
@@ -378,7 +272,7 @@ func TestDeploymentRollout(t *testing.T) {
 	// Pause: template changes wait; resume rolls them out.
 	kubectl(t, c.Kubeconfig, "rollout", "pause", "deployment/web")
 	kubectl(t, c.Kubeconfig, "set", "image", "deployment/web", "c=nginx:3")
-	eventually(t, "paused condition", func() (bool, string) {
+	controllertest.Eventually(t, "paused condition", func() (bool, string) {
 		d, _ = api.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
 		p := deployment.GetCondition(&d.Status, appsv1.DeploymentProgressing)
 		return p != nil && p.Reason == deployment.ReasonPaused && d.Status.ObservedGeneration == d.Generation, fmt.Sprintf("%+v", d.Status)
@@ -401,7 +295,7 @@ func TestDeploymentRollout(t *testing.T) {
 	if _, err := api.AppsV1().Deployments("default").Patch(ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "history trimmed to 1", func() (bool, string) {
+	controllertest.Eventually(t, "history trimmed to 1", func() (bool, string) {
 		got := len(owned(t, api, d.UID))
 		return got == 2, fmt.Sprintf("%d replica sets", got)
 	})
@@ -414,7 +308,7 @@ func TestDeploymentRollout(t *testing.T) {
 	}
 
 	// Events.
-	eventually(t, "ScalingReplicaSet event", func() (bool, string) {
+	controllertest.Eventually(t, "ScalingReplicaSet event", func() (bool, string) {
 		evs, err := api.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -434,7 +328,7 @@ func TestDeploymentRollout(t *testing.T) {
 // pods and no extra replica sets.
 func TestDeploymentControllerRestart(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
-	fakeKubelet(t, c.Config, 300*time.Millisecond)
+	controllertest.FakeKubelet(t, c.Config, 300*time.Millisecond)
 	api := c.Client
 	ctx := context.Background()
 	stop := controllers(c.Config)
@@ -444,7 +338,7 @@ func TestDeploymentControllerRestart(t *testing.T) {
 	}
 	d, _ := rolledOut(t, api, "web")
 	setImage(t, api, "web", "nginx:2")
-	eventually(t, "rollout under way", func() (bool, string) {
+	controllertest.Eventually(t, "rollout under way", func() (bool, string) {
 		rss := owned(t, api, d.UID)
 		for _, rs := range rss {
 			if rs.Spec.Template.Spec.Containers[0].Image == "nginx:2" && rs.Status.Replicas > 0 {
@@ -484,7 +378,7 @@ func TestDeploymentsShareService(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	stop := controllers(c.Config)
 	defer stop()
-	fakeKubelet(t, c.Config, 0)
+	controllertest.FakeKubelet(t, c.Config, 0)
 	api := c.Client
 	ctx := context.Background()
 	stable := newDeployment("web-stable", 4, map[string]string{"app": "web", "track": "stable"}, "nginx:1")
@@ -501,7 +395,7 @@ func TestDeploymentsShareService(t *testing.T) {
 		if len(rss) != 1 || !strings.HasPrefix(rss[0].Name, name+"-") {
 			t.Errorf("%s owns %d replica sets, want its own one", name, len(rss))
 		}
-		if got := len(podsOf(t, api, rss[0].UID)); got != want {
+		if got := len(controllertest.OwnedPods(t, api, "default", rss[0].UID)); got != want {
 			t.Errorf("%s has %d pods, want %d", d.Name, got, want)
 		}
 	}

@@ -3,12 +3,7 @@ package replicaset_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"sync"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
@@ -17,108 +12,18 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-org/skiff/internal/testcluster"
+	"github.com/skiff-org/skiff/pkg/controller/internal/controllertest"
 	"github.com/skiff-org/skiff/pkg/controller/replicaset"
 )
 
-func testLog() *slog.Logger {
-	if os.Getenv("SKIFF_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func fastClient(t *testing.T, cfg *rest.Config) kubernetes.Interface {
-	rc := rest.CopyConfig(cfg)
-	rc.QPS, rc.Burst = 5000, 10000
-	return kubernetes.NewForConfigOrDie(rc)
-}
-
 // runControllers runs both replica controllers until the test ends.
 func runControllers(t *testing.T, cfg *rest.Config) {
-	client := fastClient(t, cfg)
+	client := controllertest.Client(cfg)
 	f := informers.NewSharedInformerFactory(client, 0)
-	rs := replicaset.NewReplicaSet(client, f, testLog())
-	rc := replicaset.NewReplicationController(client, f, testLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	f.Start(ctx.Done())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = rs.Run(ctx, 4) })
-	wg.Go(func() { _ = rc.Run(ctx, 2) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		f.Shutdown()
-	})
-}
-
-// fakeKubelet marks every pod Running and Ready, as a kubelet would.
-func fakeKubelet(t *testing.T, cfg *rest.Config) {
-	client := fastClient(t, cfg)
-	f := informers.NewSharedInformerFactory(client, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	work := make(chan *v1.Pod, 10000)
-	f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { work <- obj.(*v1.Pod) },
-	})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case p := <-work:
-					p = p.DeepCopy()
-					now := metav1.Now()
-					p.Status.Phase = v1.PodRunning
-					p.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue, LastTransitionTime: now}}
-					_, _ = client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-				}
-			}
-		})
-	}
-	f.Start(ctx.Done())
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		f.Shutdown()
-	})
-}
-
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached in 30s; last: %s", what, last)
-}
-
-// ownedPods lists the live pods uid controls; nil on a list error (the
-// callers poll).
-func ownedPods(t *testing.T, c kubernetes.Interface, ns string, uid types.UID) []v1.Pod {
-	t.Helper()
-	list, err := c.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Logf("list pods: %v", err)
-		return nil
-	}
-	var out []v1.Pod
-	for _, p := range list.Items {
-		if ref := metav1.GetControllerOf(&p); ref != nil && ref.UID == uid && p.DeletionTimestamp == nil {
-			out = append(out, p)
-		}
-	}
-	return out
+	log := controllertest.Log()
+	t.Cleanup(controllertest.Run(f, 5, replicaset.NewReplicaSet(client, f, log), replicaset.NewReplicationController(client, f, log)))
 }
 
 func newRS(name string, replicas int32) *appsv1.ReplicaSet {
@@ -140,13 +45,13 @@ func newRS(name string, replicas int32) *appsv1.ReplicaSet {
 func converged(t *testing.T, c kubernetes.Interface, name string, n int32) *appsv1.ReplicaSet {
 	t.Helper()
 	var rs *appsv1.ReplicaSet
-	eventually(t, fmt.Sprintf("%s at %d replicas", name, n), func() (bool, string) {
+	controllertest.Eventually(t, fmt.Sprintf("%s at %d replicas", name, n), func() (bool, string) {
 		var err error
 		rs, err = c.AppsV1().ReplicaSets("default").Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
-		pods := ownedPods(t, c, "default", rs.UID)
+		pods := controllertest.OwnedPods(t, c, "default", rs.UID)
 		st := rs.Status
 		ok := int32(len(pods)) == n && st.Replicas == n && st.ReadyReplicas == n && st.AvailableReplicas == n &&
 			st.FullyLabeledReplicas == n && st.ObservedGeneration == rs.Generation
@@ -158,7 +63,7 @@ func converged(t *testing.T, c kubernetes.Interface, name string, n int32) *apps
 func TestReplicaSetIntegration(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	runControllers(t, c.Config)
-	fakeKubelet(t, c.Config)
+	controllertest.FakeKubelet(t, c.Config, 0)
 	ctx := context.Background()
 	api := c.Client
 
@@ -173,7 +78,7 @@ func TestReplicaSetIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs = converged(t, api, "web", 3)
-	pods := ownedPods(t, api, "default", rs.UID)
+	pods := controllertest.OwnedPods(t, api, "default", rs.UID)
 	adopted := false
 	for _, p := range pods {
 		ref := metav1.GetControllerOf(&p)
@@ -204,26 +109,26 @@ func TestReplicaSetIntegration(t *testing.T) {
 	}
 
 	// A deleted pod is replaced.
-	pods = ownedPods(t, api, "default", rs.UID)
+	pods = controllertest.OwnedPods(t, api, "default", rs.UID)
 	gone := pods[0].Name
 	if err := api.CoreV1().Pods("default").Delete(ctx, gone, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	converged(t, api, "web", 5)
-	for _, p := range ownedPods(t, api, "default", rs.UID) {
+	for _, p := range controllertest.OwnedPods(t, api, "default", rs.UID) {
 		if p.Name == gone {
 			t.Errorf("deleted pod %s still owned", gone)
 		}
 	}
 
 	// A relabelled pod is released and replaced.
-	relabel := ownedPods(t, api, "default", rs.UID)[0].Name
+	relabel := controllertest.OwnedPods(t, api, "default", rs.UID)[0].Name
 	patch := []byte(`{"metadata":{"labels":{"app":"debug"}}}`)
 	if _, err := api.CoreV1().Pods("default").Patch(ctx, relabel, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	converged(t, api, "web", 5)
-	eventually(t, "relabelled pod released", func() (bool, string) {
+	controllertest.Eventually(t, "relabelled pod released", func() (bool, string) {
 		p, err := api.CoreV1().Pods("default").Get(ctx, relabel, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -232,7 +137,7 @@ func TestReplicaSetIntegration(t *testing.T) {
 	})
 
 	// Events tell the story.
-	eventually(t, "SuccessfulCreate event", func() (bool, string) {
+	controllertest.Eventually(t, "SuccessfulCreate event", func() (bool, string) {
 		evs, err := api.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -250,7 +155,7 @@ func TestReplicaSetIntegration(t *testing.T) {
 func TestReplicationControllerIntegration(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{})
 	runControllers(t, c.Config)
-	fakeKubelet(t, c.Config)
+	controllertest.FakeKubelet(t, c.Config, 0)
 	ctx := context.Background()
 	n := int32(4)
 	rc := &v1.ReplicationController{
@@ -268,16 +173,16 @@ func TestReplicationControllerIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "rc at 4", func() (bool, string) {
+	controllertest.Eventually(t, "rc at 4", func() (bool, string) {
 		cur, err := c.Client.CoreV1().ReplicationControllers("default").Get(ctx, "old", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
-		pods := ownedPods(t, c.Client, "default", rc.UID)
+		pods := controllertest.OwnedPods(t, c.Client, "default", rc.UID)
 		return len(pods) == 4 && cur.Status.Replicas == 4 && cur.Status.ReadyReplicas == 4 && cur.Status.AvailableReplicas == 4,
 			fmt.Sprintf("%d pods, status %+v", len(pods), cur.Status)
 	})
-	for _, p := range ownedPods(t, c.Client, "default", rc.UID) {
+	for _, p := range controllertest.OwnedPods(t, c.Client, "default", rc.UID) {
 		if ref := metav1.GetControllerOf(&p); ref.Kind != "ReplicationController" || ref.APIVersion != "v1" {
 			t.Errorf("pod %s owner = %s %s, want v1 ReplicationController", p.Name, ref.APIVersion, ref.Kind)
 		}
