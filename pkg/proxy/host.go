@@ -27,29 +27,10 @@ type host struct {
 	suffix string
 }
 
-// Backends of iptables.
-const (
-	BackendLegacy = "legacy"
-	BackendNFT    = "nft"
-)
-
-// pickBackend resolves Config.Backend. The default is legacy when the
-// kernel and the tools have it: iptables-nft-restore takes about 10 s to
-// load 1,000 services with 10 endpoints each (its user-space translation
-// dominates), legacy about 0.5 s.
-func pickBackend(want string) (string, error) {
-	switch want {
-	case BackendLegacy, BackendNFT:
-		return "-" + want, nil
-	case "":
-		if _, err := exec.LookPath("iptables-legacy-restore"); err == nil {
-			if _, err := os.Stat("/proc/net/ip_tables_names"); err == nil {
-				return "-" + BackendLegacy, nil
-			}
-		}
-		return "", nil
-	}
-	return "", fmt.Errorf("%w: iptables backend %q: want %q or %q", ErrConfig, want, BackendLegacy, BackendNFT)
+func (h *host) withSuffix(suffix string) *host {
+	c := *h
+	c.suffix = suffix
+	return &c
 }
 
 // do runs fn on an OS thread inside h's namespace; commands fn starts and
@@ -114,6 +95,29 @@ func (h *host) save() (State, error) {
 		return nil, err
 	}
 	return ParseSave(out), nil
+}
+
+// removeChains deletes skiff's chains and the jumps to them, if this
+// flavour of iptables is installed and has any.
+func (h *host) removeChains() error {
+	if _, err := exec.LookPath("iptables" + h.suffix + "-save"); err != nil {
+		return nil
+	}
+	if h.suffix == "-"+BackendLegacy {
+		if _, err := os.Stat("/proc/net/ip_tables_names"); err != nil {
+			return nil // no legacy iptables in this kernel
+		}
+	}
+	return h.do(func() error {
+		out, err := run(nil, "iptables"+h.suffix+"-save")
+		if err != nil {
+			return err
+		}
+		if text := RemoveInput(out); len(text) > 0 {
+			_, err = run(text, "iptables"+h.suffix+"-restore", "-w", "5", "--noflush")
+		}
+		return err
+	})
 }
 
 // restore applies one Render output atomically, table by table.

@@ -130,9 +130,9 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.
 
 func TestProxyInNetns(t *testing.T) {
 	netnstest.RequireNetAdmin(t)
-	for _, b := range []string{proxy.BackendLegacy, proxy.BackendNFT} {
-		if _, err := exec.LookPath("iptables-" + b + "-restore"); err != nil {
-			t.Logf("no iptables-%s-restore: skipped", b)
+	for _, b := range []string{proxy.BackendNFTables, proxy.BackendLegacy, proxy.BackendNFT} {
+		if bin := dumpRules(b)[0]; !hasBinary(bin) {
+			t.Logf("no %s: %s skipped", bin, b)
 			continue
 		}
 		t.Run(b, func(t *testing.T) { testProxy(t, b) })
@@ -264,7 +264,9 @@ func testProxy(t *testing.T, backend string) {
 		if _, err := cs.CoreV1().Services("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitRules(t, l.node, backend, "affinity rules", func(save string) bool { return strings.Contains(save, "--rcheck") })
+		waitRules(t, l.node, backend, "affinity rules", func(save string) bool {
+			return strings.Contains(save, "--rcheck") || strings.Contains(save, "update @aff-")
+		})
 		if seen := spread(t, l.client, url, 20); len(seen) != 1 {
 			t.Errorf("with ClientIP affinity 20 requests reached %v, want one pod", seen)
 		}
@@ -293,10 +295,23 @@ func testProxy(t *testing.T, backend string) {
 	})
 }
 
-// waitRules polls the node's iptables until cond holds for its rules.
+// dumpRules is the command that prints a backend's rules.
+func dumpRules(backend string) []string {
+	if backend == proxy.BackendNFTables {
+		return []string{"nft", "list", "table", "ip", "skiff"}
+	}
+	return []string{"iptables-" + backend + "-save"}
+}
+
+func hasBinary(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}
+
+// waitRules polls the node's rules until cond holds for them.
 func waitRules(t *testing.T, ns, backend, what string, cond func(save string) bool) {
 	t.Helper()
 	waitFor(t, what, 2*time.Second, func() bool {
-		return cond(netnstest.Output(t, ns, "iptables-"+backend+"-save"))
+		return cond(netnstest.Output(t, ns, dumpRules(backend)...))
 	})
 }

@@ -1,13 +1,16 @@
 // Package proxy is skiff's service proxy: on every node it steers traffic for
 // a Service's ClusterIP, external IPs and node ports to the Service's ready
-// endpoints with iptables NAT rules, in the kernel, as kube-proxy's iptables
-// mode does.
+// endpoints with NAT rules in the kernel, as kube-proxy does.
 //
-// Build turns a snapshot of Services and EndpointSlices into the full
-// ruleset (a pure function); Render diffs it against what the kernel holds
-// and emits one iptables-restore --noflush input for just the changed chains.
-// Proxier is the shell: informers wake a rate-limited sync loop that applies
-// the result.
+// Two backends program the kernel. The default, nftables, keeps one table
+// of its own (`table ip skiff`) and writes it through netlink: buildNFT
+// turns a snapshot of Services and EndpointSlices into the desired table (a
+// pure function), planIncremental or planFull turn the difference into the
+// operations of one transaction, and nftKernel sends it. The iptables
+// backend (legacy or nft flavour) does the same with iptables chains: Build
+// computes the ruleset, Render emits one iptables-restore --noflush input for
+// just the changed chains. Proxier is the shell: informers wake a
+// rate-limited sync loop that applies the result.
 package proxy
 
 import (
@@ -50,8 +53,9 @@ type Config struct {
 	// ResyncPeriod is how often every chain is rewritten and the jump rules
 	// checked, in case something else changed them. Default 5m.
 	ResyncPeriod time.Duration
-	// Backend is the iptables flavour, BackendLegacy or BackendNFT; empty
-	// picks legacy when the kernel has it (much faster for large rulesets).
+	// Backend is BackendNFTables, BackendLegacy (iptables-legacy) or
+	// BackendNFT (iptables-nft); empty picks nftables when the kernel
+	// supports it, else iptables-legacy when present (see pickBackend).
 	Backend string
 	// NetNS, when set, is the path of the network namespace to program
 	// (e.g. /var/run/netns/NAME); empty means the process's own.
@@ -63,9 +67,10 @@ type Config struct {
 // SyncStats describes one applied sync.
 type SyncStats struct {
 	Full     bool          // every chain was rewritten
-	Bytes    int           // size of the iptables-restore input
+	Bytes    int           // iptables: size of the iptables-restore input
+	Messages int           // nftables: netlink messages in the transaction
 	Build    time.Duration // computing the rules and the diff
-	Apply    time.Duration // iptables-restore
+	Apply    time.Duration // iptables-restore, or the nftables transaction
 	Services int
 }
 
@@ -79,8 +84,8 @@ type Proxier struct {
 	synced   []cache.InformerSynced
 	trigger  chan struct{}
 
-	// state is owned by the sync loop goroutine; nil means unknown.
-	state State
+	// backend is owned by the sync loop goroutine.
+	backend backend
 }
 
 // Run runs a proxy until ctx ends.
@@ -116,7 +121,8 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 	if cfg.ResyncPeriod == 0 {
 		cfg.ResyncPeriod = 5 * time.Minute
 	}
-	suffix, err := pickBackend(cfg.Backend)
+	hst := &host{netns: cfg.NetNS, log: cfg.Log}
+	be, err := pickBackend(cfg.Backend, hst, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +131,8 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 	sliceInf := f.Discovery().V1().EndpointSlices()
 	p := &Proxier{
 		cfg:      cfg,
-		host:     &host{netns: cfg.NetNS, log: cfg.Log, suffix: suffix},
+		host:     hst,
+		backend:  be,
 		factory:  f,
 		services: svcInf.Lister(),
 		slices:   sliceInf.Lister(),
@@ -152,12 +159,15 @@ func (p *Proxier) wake() {
 // Run prepares the host, then applies rules on every change until ctx ends.
 func (p *Proxier) Run(ctx context.Context) error {
 	log := p.cfg.Log
-	log.Info("starting service proxy", "iptables", "iptables"+p.host.suffix, "serviceCIDR", p.cfg.ServiceCIDR, "clusterCIDR", p.cfg.ClusterCIDR)
+	log.Info("starting service proxy", "backend", p.backend.name(), "serviceCIDR", p.cfg.ServiceCIDR, "clusterCIDR", p.cfg.ClusterCIDR)
 	if err := p.host.sysctls(!p.cfg.DisableLocalhostNodePorts); err != nil {
 		return err
 	}
 	if err := p.host.routes(p.cfg.ClusterCIDR, p.cfg.ServiceCIDR); err != nil {
 		return err
+	}
+	if err := p.backend.cleanupOthers(); err != nil {
+		log.Warn("cannot remove the rules of another proxy backend; they may still steer some traffic", "err", err)
 	}
 	p.factory.Start(ctx.Done())
 	defer p.factory.Shutdown()
@@ -197,7 +207,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 		last = time.Now()
 		if err := p.sync(full); err != nil {
 			log.Error("sync failed", "err", err, "retry", backoff)
-			p.state = nil
+			p.backend.reset()
 			retry = time.After(backoff)
 			backoff = min(2*backoff, 10*time.Second)
 			continue // a failed full sync is retried in full
@@ -206,17 +216,8 @@ func (p *Proxier) Run(ctx context.Context) error {
 	}
 }
 
-// sync applies the rules for the current caches; full rewrites every chain
-// and re-checks the jump rules.
+// sync applies the rules for the current caches; full rewrites everything.
 func (p *Proxier) sync(full bool) error {
-	if full || p.state == nil {
-		st, err := p.host.save()
-		if err != nil {
-			return err
-		}
-		p.state = st
-	}
-	start := time.Now()
 	svcs, err := p.services.List(labels.Everything())
 	if err != nil {
 		return err
@@ -225,27 +226,19 @@ func (p *Proxier) sync(full bool) error {
 	if err != nil {
 		return err
 	}
-	rules := Build(Snapshot{
+	stats, err := p.backend.sync(Snapshot{
 		Services:           svcs,
 		Slices:             slices,
 		ClusterCIDR:        p.cfg.ClusterCIDR,
 		ServiceCIDR:        p.cfg.ServiceCIDR,
 		LocalhostNodePorts: !p.cfg.DisableLocalhostNodePorts,
-	})
-	text, next := Render(p.state, rules)
-	built := time.Now()
-	if err := p.host.restore(text); err != nil {
+	}, full)
+	if err != nil {
 		return err
 	}
-	applied := time.Now()
-	p.state = next
-	if full {
-		if err := p.host.ensureJumps(); err != nil {
-			return err
-		}
-	}
+	stats.Services = len(svcs)
 	if p.cfg.OnSync != nil {
-		p.cfg.OnSync(SyncStats{Full: full, Bytes: len(text), Build: built.Sub(start), Apply: applied.Sub(built), Services: len(svcs)})
+		p.cfg.OnSync(stats)
 	}
 	return nil
 }

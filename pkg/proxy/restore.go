@@ -94,3 +94,50 @@ func Render(prev State, next Ruleset) ([]byte, State) {
 	}
 	return b.Bytes(), after
 }
+
+// RemoveInput returns the input for `iptables-restore --noflush` that
+// deletes every chain of skiff's found in iptables-save output, and every
+// rule elsewhere that jumps to one: what another backend runs when it takes
+// over. Nothing when there is nothing of skiff's.
+func RemoveInput(save []byte) []byte {
+	var b bytes.Buffer
+	var table string
+	var chains, jumps []string
+	flush := func() {
+		if len(chains) == 0 && len(jumps) == 0 {
+			return
+		}
+		b.WriteString("*" + table + "\n")
+		for _, c := range chains {
+			b.WriteString(":" + c + " - [0:0]\n")
+		}
+		for _, j := range jumps {
+			b.WriteString("-D " + j + "\n")
+		}
+		for _, c := range chains {
+			b.WriteString("-X " + c + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	sc := bufio.NewScanner(bytes.NewReader(save))
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table, chains, jumps = line[1:], nil, nil
+		case line == "COMMIT":
+			flush()
+			table = ""
+		case strings.HasPrefix(line, ":"+chainPrefix):
+			name, _, _ := strings.Cut(line[1:], " ")
+			chains = append(chains, name)
+		case strings.HasPrefix(line, "-A "):
+			rule := line[3:]
+			if !strings.HasPrefix(rule, chainPrefix) && (strings.Contains(rule, " -j "+chainPrefix) || strings.Contains(rule, " -g "+chainPrefix)) {
+				jumps = append(jumps, rule)
+			}
+		}
+	}
+	return b.Bytes()
+}
