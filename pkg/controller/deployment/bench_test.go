@@ -28,10 +28,10 @@ func envInt(name string, def int) int {
 }
 
 // BenchmarkDeployment10k applies a Deployment of 10,000 replicas to 1,000
-// hollow nodes (scheduler in the server, our controllers at QPS 5000 /
-// burst 10000) and reports the seconds until it is complete (every pod
-// Running and Available), then the seconds a rolling update with the default
-// 25% surge and unavailable takes. SKIFF_BENCH_NODES and
+// hollow nodes (scheduler and controller manager in the server) and reports
+// the seconds until it is complete (every pod Running and Available), then
+// the seconds a rolling update with the default 25% surge and unavailable
+// takes. SKIFF_BENCH_NODES and
 // SKIFF_BENCH_REPLICAS override the size.
 func BenchmarkDeployment10k(b *testing.B) {
 	// The issue's size (1,000 nodes, 10,000 replicas) takes minutes: it runs
@@ -48,7 +48,9 @@ func BenchmarkDeployment10k(b *testing.B) {
 }
 
 func runDeploymentBench(b *testing.B, nodes int, replicas int32) {
-	c := testcluster.Start(b, testcluster.Options{Scheduler: true})
+	// The server's own scheduler and controller manager, as `skiff server`
+	// runs them (all controllers, protobuf, QPS 5000 / burst 10000).
+	c := testcluster.Start(b, testcluster.Options{Scheduler: true, Controllers: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -65,9 +67,6 @@ func runDeploymentBench(b *testing.B, nodes int, replicas int32) {
 	case <-time.After(5 * time.Minute):
 		b.Fatal("hollow nodes not ready in 5 minutes")
 	}
-	stop := controllers(c.Config)
-	defer stop()
-
 	api := controllertest.Client(c.Config)
 	d := newDeployment("big", replicas, map[string]string{"app": "big"}, "nginx:1")
 	quarter := intstr.FromString("25%")

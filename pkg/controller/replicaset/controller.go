@@ -332,17 +332,17 @@ func (c *Controller) manage(ctx context.Context, key string, o *owner, active []
 	plan := ComputePlan(int(o.replicas), active, c.now())
 	switch {
 	case plan.Create > 0:
-		return c.create(ctx, key, o, plan.Create)
+		return c.create(ctx, key, o, plan.Create, len(active))
 	case len(plan.Delete) > 0:
 		return c.delete(ctx, key, o, plan.Delete)
 	}
 	return nil
 }
 
-func (c *Controller) create(ctx context.Context, key string, o *owner, n int) error {
+func (c *Controller) create(ctx context.Context, key string, o *owner, n, active int) error {
 	c.exp.ExpectCreations(key, n, c.now())
 	left := n
-	for _, batch := range Batches(n) {
+	for _, batch := range Batches(n, active) {
 		errs := make(chan error, batch)
 		var wg sync.WaitGroup
 		for range batch {

@@ -16,9 +16,15 @@ import (
 // BurstReplicas pods, and creations start with a batch of SlowStartInitial
 // that doubles while they succeed, so a failing template (quota, admission)
 // costs one rejected request, not hundreds.
+//
+// Unlike Kubernetes, an owner that already runs pods starts its batches at
+// that number, up to MaxFirstBatch: its running pods show the template is
+// admitted, and nine sequential round trips per 500 pods (1, 2, … 256) were
+// what held a 10,000-replica scale-up to ~250 pods/s.
 const (
 	BurstReplicas    = 500
 	SlowStartInitial = 1
+	MaxFirstBatch    = 128
 )
 
 // DeletionCostAnnotation lets users say which pods to delete first when
@@ -187,16 +193,22 @@ func restarts(p *v1.Pod) int32 {
 	return m
 }
 
-// Batches splits n creations into slow-start batches: 1, 2, 4, … with the
-// remainder last.
-func Batches(n int) []int {
+// Batches splits n creations into slow-start batches for an owner with
+// active pods already: FirstBatch(active), then doubling, the remainder last.
+func Batches(n, active int) []int {
 	var out []int
-	for size := SlowStartInitial; n > 0; size *= 2 {
+	for size := FirstBatch(active); n > 0; size *= 2 {
 		b := min(size, n)
 		out = append(out, b)
 		n -= b
 	}
 	return out
+}
+
+// FirstBatch is the size slow start begins with for an owner that has
+// active pods already.
+func FirstBatch(active int) int {
+	return min(max(active, SlowStartInitial), MaxFirstBatch)
 }
 
 // Claim sorts pods in the owner's namespace into those it keeps, orphans it
@@ -205,7 +217,7 @@ func Batches(n int) []int {
 // someone else are ignored, and so are pods being deleted for adoption.
 func Claim(ownerUID string, sel labels.Selector, pods []*v1.Pod) (owned, adopt, release []*v1.Pod) {
 	for _, p := range pods {
-		ref := metav1.GetControllerOf(p)
+		ref := metav1.GetControllerOfNoCopy(p)
 		match := sel.Matches(labels.Set(p.Labels))
 		switch {
 		case ref != nil && string(ref.UID) == ownerUID:

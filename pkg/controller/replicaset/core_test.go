@@ -137,15 +137,19 @@ func TestComputePlan(t *testing.T) {
 
 func TestBatches(t *testing.T) {
 	tests := []struct {
-		n    int
-		want []int
+		n, active int
+		want      []int
 	}{
-		{0, nil}, {1, []int{1}}, {3, []int{1, 2}}, {4, []int{1, 2, 1}}, {10, []int{1, 2, 4, 3}},
-		{500, []int{1, 2, 4, 8, 16, 32, 64, 128, 245}},
+		{0, 0, nil}, {1, 0, []int{1}}, {3, 0, []int{1, 2}}, {4, 0, []int{1, 2, 1}}, {10, 0, []int{1, 2, 4, 3}},
+		{500, 0, []int{1, 2, 4, 8, 16, 32, 64, 128, 245}},
+		// Running pods show the template is admitted: start at their number.
+		{10, 3, []int{3, 6, 1}},
+		{500, 500, []int{128, 256, 116}},
+		{500, 9000, []int{128, 256, 116}},
 	}
 	for _, tt := range tests {
-		if got := Batches(tt.n); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("Batches(%d) = %v, want %v", tt.n, got, tt.want)
+		if got := Batches(tt.n, tt.active); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Batches(%d, %d) = %v, want %v", tt.n, tt.active, got, tt.want)
 		}
 	}
 }
