@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -79,9 +80,13 @@ func (s *Server) patchSub(w http.ResponseWriter, r *http.Request, req request, s
 			}
 			out, err := fm.forSub(sub).Apply(live, patchObj, opts.manager, force)
 			if err != nil {
-				return nil, err
+				return nil, applyError(err)
 			}
-			return toTyped(req.res, out)
+			typed, err := toTyped(req.res, out)
+			if err != nil {
+				return nil, applyError(err)
+			}
+			return typed, nil
 		}
 	default:
 		writeError(w, r, &apierrors.StatusError{ErrStatus: unsupportedPatch(pt)})
@@ -193,4 +198,16 @@ func patchJSONDoc(doc []byte, contentType string, patch []byte, t interface{}) (
 		return out, nil
 	}
 	return nil, &apierrors.StatusError{ErrStatus: unsupportedPatch(contentType)}
+}
+
+// applyError makes an apply that fails on what the client sent (a field of
+// the wrong type, duplicate keys in a list map) a 400. Kubernetes answers
+// some of these with a 500 today (kubernetes/kubernetes#139253); the cause is
+// the request, and a 5xx makes clients retry it. A failure on the stored
+// object stays a server error.
+func applyError(err error) error {
+	if _, ok := err.(apierrors.APIStatus); ok || strings.Contains(err.Error(), "typed live object") {
+		return err
+	}
+	return apierrors.NewBadRequest(err.Error())
 }
