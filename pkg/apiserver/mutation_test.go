@@ -48,6 +48,18 @@ var seeds = map[string]string{
 	"/api/v1/namespaces/default/serviceaccounts": `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"sa"}}`,
 }
 
+// subresources names one subresource per seed path to hit with the broken
+// objects too (scale takes the owner's body and must refuse it cleanly).
+var subresources = map[string]string{
+	"/api/v1/namespaces/default/pods":                   "status",
+	"/apis/apps/v1/namespaces/default/deployments":      "scale",
+	"/apis/apps/v1/namespaces/default/replicasets":      "status",
+	"/api/v1/namespaces/default/services":               "status",
+	"/api/v1/nodes":                                     "status",
+	"/api/v1/namespaces":                                "finalize",
+	"/api/v1/namespaces/default/replicationcontrollers": "scale",
+}
+
 // oddValues replace a value somewhere in a seed: wrong types, extremes,
 // empties and nulls.
 var oddValues = []any{nil, "", "x", -1, 0, 1 << 40, -1 << 40, 3.5, true, false, []any{}, []any{nil}, map[string]any{},
@@ -151,6 +163,9 @@ func TestMutatedBodies(t *testing.T) {
 			send("PUT", item, "application/json", body)
 			// The broken object as a patch, of each kind that takes one.
 			send("PATCH", item, []string{"application/merge-patch+json", "application/strategic-merge-patch+json"}[i%2], body)
+			if sub := subresources[path]; sub != "" {
+				send("PUT", item+"/"+sub, "application/json", body)
+			}
 			if i%10 == 0 {
 				send("PATCH", item+"?fieldManager=fuzz&force=true", "application/apply-patch+yaml", body)
 			}
