@@ -33,22 +33,81 @@ func bigSnapshot(n, m int) Snapshot {
 }
 
 // BenchmarkBuild is the pure part of a full sync of 1,000 services with 10
-// endpoints each.
+// endpoints each: the iptables rules rendered for iptables-restore, and the
+// nftables table with the plan that creates it.
 func BenchmarkBuild(b *testing.B) {
 	snap := bigSnapshot(1000, 10)
-	for b.Loop() {
-		Render(nil, Build(snap))
-	}
+	b.Run("iptables", func(b *testing.B) {
+		for b.Loop() {
+			Render(nil, Build(snap))
+		}
+	})
+	b.Run("nftables", func(b *testing.B) {
+		for b.Loop() {
+			planCreate(buildNFT(snap), false)
+		}
+	})
 }
 
 // BenchmarkSync1000x10 applies 1,000 services × 10 endpoints to a real
-// kernel in a fresh namespace: a full sync (rules built, rendered and
-// loaded by iptables-restore), then one endpoint change.
+// kernel in a fresh namespace: a full sync, then one endpoint change.
 func BenchmarkSync1000x10(b *testing.B) {
 	netnstest.RequireNetAdmin(b)
+	b.Run(BackendNFTables, benchSyncNFT)
 	for _, backend := range []string{BackendLegacy, BackendNFT} {
 		b.Run(backend, func(b *testing.B) { benchSync(b, backend) })
 	}
+}
+
+// benchSyncNFT measures what the nftables backend does at start-up with no
+// table (full-ms) and over the table a previous run left (resync-ms: every
+// chain flushed and refilled, every map refilled), then one endpoint of one
+// service going away (one-endpoint-ms: model, plan and transaction).
+func benchSyncNFT(b *testing.B) {
+	ns := netnstest.New(b, "bench-nftables")
+	snap := bigSnapshot(1000, 10)
+	changed := snap
+	changed.Slices = append([]*discovery.EndpointSlice(nil), snap.Slices...)
+	s0 := *changed.Slices[0]
+	s0.Endpoints = s0.Endpoints[1:]
+	changed.Slices[0] = &s0
+	var full, resync, one time.Duration
+	var fullMsgs, oneMsgs int
+	for b.Loop() {
+		if err := newNFTBackend(ns).kernel.deleteTable(); err != nil {
+			b.Fatal(err)
+		}
+		be := newNFTBackend(ns)
+		start := time.Now()
+		st, err := be.sync(snap, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		full += time.Since(start)
+		fullMsgs = st.Messages
+
+		start = time.Now()
+		if _, err := newNFTBackend(ns).sync(snap, true); err != nil {
+			b.Fatal(err)
+		}
+		resync += time.Since(start)
+
+		start = time.Now()
+		st, err = be.sync(changed, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		one += time.Since(start)
+		oneMsgs = st.Messages
+		if st.Full {
+			b.Fatal("one endpoint change was a full sync")
+		}
+	}
+	b.ReportMetric(float64(full.Milliseconds())/float64(b.N), "full-ms")
+	b.ReportMetric(float64(resync.Milliseconds())/float64(b.N), "resync-ms")
+	b.ReportMetric(float64(fullMsgs), "full-msgs")
+	b.ReportMetric(float64(one.Microseconds())/1000/float64(b.N), "one-endpoint-ms")
+	b.ReportMetric(float64(oneMsgs), "one-endpoint-msgs")
 }
 
 func benchSync(b *testing.B, backend string) {

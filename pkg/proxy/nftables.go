@@ -23,15 +23,22 @@ import (
 //	    fib daddr type local meta l4proto . th dport vmap @service-nodeports ─▶ ext-…
 //	ext-<port>: mark for masquerade, goto svc-<port>
 //	svc-<port>: mark outside callers of the ClusterIP; affinity checks;
-//	            numgen random mod N vmap { i : goto sep-<port>__<endpoint i> }
+//	            numgen random mod N vmap @endpoints-<port> ─▶ sep-<port>__<endpoint>
 //	sep-<port>__<endpoint>: mark hairpin traffic; update affinity; dnat
 //	nat-postrouting ─▶ masquerading: masquerade marked packets
 //	filter-forward/-output ─▶ service-checks: no-endpoint services and
 //	    unallocated service addresses are rejected
 //	filter-forward/-input ─▶ nodeport-checks: no-endpoint node ports rejected
 //
-// A service port owns its chains and map elements; an endpoint change
-// rewrites its svc chain and adds or deletes sep chains, nothing else.
+// A service port owns its chains, its endpoints map (i : goto the i-th sep
+// chain), its affinity sets and its elements in the dispatch maps; an
+// endpoint change rewrites its svc chain and endpoints map and adds or
+// deletes sep chains, nothing else.
+//
+// The endpoints maps are named, not anonymous (`vmap { 0 : goto … }` in
+// the rule) as kube-proxy has them: binding an anonymous set makes the
+// kernel walk the whole transaction, so a full sync of 1,000 services spent
+// most of its time there.
 
 const nftTableName = "skiff"
 
@@ -98,7 +105,7 @@ func (c *nftChain) equal(o *nftChain) bool {
 		return false
 	}
 	for i := range c.rules {
-		if !c.rules[i].equal(o.rules[i]) {
+		if c.rules[i].text != o.rules[i].text {
 			return false
 		}
 	}
@@ -111,6 +118,7 @@ type nftSetKind int
 const (
 	nftMapAddrPort nftSetKind = iota // ipv4_addr . inet_proto . inet_service : verdict
 	nftMapPort                       // inet_proto . inet_service : verdict
+	nftMapIndex                      // integer : verdict
 	nftAffinity                      // ipv4_addr, filled by packets, entries time out
 )
 
@@ -118,6 +126,7 @@ func (k nftSetKind) String() string {
 	return [...]string{
 		"type ipv4_addr . inet_proto . inet_service : verdict",
 		"type inet_proto . inet_service : verdict",
+		"type integer : verdict",
 		"type ipv4_addr; flags dynamic,timeout",
 	}[k]
 }
@@ -159,9 +168,9 @@ func keyPort(proto string, port int32) []byte {
 
 // nftPort is what one service port adds to the table.
 type nftPort struct {
-	chains   []*nftChain
-	affinity []string // affinity sets
-	elems    []nftPortElem
+	chains []*nftChain
+	sets   []*nftSet // its endpoints map and affinity sets
+	elems  []nftPortElem
 }
 
 type nftPortElem struct {
@@ -197,6 +206,8 @@ func buildNFT(s Snapshot) *nftTable { return new(nftBuilder).build(s) }
 type nftBuilder struct {
 	cfg   nftConfig
 	cache map[string]nftCached // by namespace/name
+	// sizes of the last table, to allocate the next one at once
+	chains, sets int
 }
 
 type nftCached struct {
@@ -242,7 +253,7 @@ func (b *nftBuilder) build(s Snapshot) *nftTable {
 		return svcs[i].Name < svcs[j].Name
 	})
 
-	t := nftSkeleton(cfg)
+	t := nftSkeleton(cfg, b.chains, b.sets)
 	seen := make(map[string]bool, len(svcs))
 	for _, svc := range svcs {
 		k := svc.Namespace + "/" + svc.Name
@@ -260,8 +271,8 @@ func (b *nftBuilder) build(s Snapshot) *nftTable {
 			for _, ch := range p.chains {
 				t.chains[ch.name] = ch
 			}
-			for _, a := range p.affinity {
-				t.sets[a] = &nftSet{name: a, kind: nftAffinity}
+			for _, s := range p.sets {
+				t.sets[s.name] = s
 			}
 			for _, e := range p.elems {
 				// Two services claiming one address and port (external
@@ -278,6 +289,7 @@ func (b *nftBuilder) build(s Snapshot) *nftTable {
 			delete(b.cache, k)
 		}
 	}
+	b.chains, b.sets = len(t.chains), len(t.sets)
 	return t
 }
 
@@ -335,14 +347,23 @@ func nftServicePorts(svc *v1.Service, slices []*discovery.EndpointSlice, cfg nft
 			c := &nftChain{name: seps[i], rules: []nftRule{newRule(ipSaddr(netip.PrefixFrom(ip, 32), false), jumpTo(nftMarkMasq))}}
 			if affinity {
 				set := "aff-" + suffix
-				p.affinity = append(p.affinity, set)
+				p.sets = append(p.sets, &nftSet{name: set, kind: nftAffinity})
 				sc.rules = append(sc.rules, newRule(saddrIn(set), gotoChain(seps[i])))
 				c.rules = append(c.rules, newRule(updateSaddr(set, timeout)))
 			}
 			c.rules = append(c.rules, newRule(l4proto(proto), dnatTo(ip, e.Port)))
 			sepChains = append(sepChains, c)
 		}
-		sc.rules = append(sc.rules, pickRule(seps))
+		if len(seps) == 1 {
+			sc.rules = append(sc.rules, newRule(gotoChain(seps[0])))
+		} else {
+			m := &nftSet{name: "endpoints-" + id, kind: nftMapIndex, elems: make(map[string]nftElem, len(seps))}
+			for i, sep := range seps {
+				m.elems[strconv.Itoa(i)] = nftElem{key: binaryutil.NativeEndian.PutUint32(uint32(i)), target: sep}
+			}
+			p.sets = append(p.sets, m)
+			sc.rules = append(sc.rules, newRule(numgenVmap(len(seps), m.name)))
+		}
 		p.chains = append(p.chains, sc)
 		if hasNodePort || len(dests) > 1 {
 			p.chains = append(p.chains, &nftChain{name: extName, rules: []nftRule{newRule(jumpTo(nftMarkMasq)), newRule(gotoChain(svcName))}})
@@ -366,8 +387,8 @@ func nftServicePorts(svc *v1.Service, slices []*discovery.EndpointSlice, cfg nft
 
 // nftSkeleton is the part of the table that does not depend on Services:
 // base chains, the dispatch chains and the (empty) maps.
-func nftSkeleton(cfg nftConfig) *nftTable {
-	t := &nftTable{chains: map[string]*nftChain{}, sets: map[string]*nftSet{}}
+func nftSkeleton(cfg nftConfig, chains, sets int) *nftTable {
+	t := &nftTable{chains: make(map[string]*nftChain, chains), sets: make(map[string]*nftSet, sets)}
 	add := func(name string, hook *nftHook, rules ...nftRule) {
 		t.chains[name] = &nftChain{name: name, hook: hook, rules: rules}
 	}
@@ -445,9 +466,18 @@ func (t *nftTable) String() string {
 			kw = "map"
 		}
 		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", kw, name, s.kind)
-		for _, k := range sortedKeys(s.elems) {
+		keys := sortedKeys(s.elems)
+		if s.kind == nftMapIndex {
+			sort.Slice(keys, func(i, j int) bool {
+				return len(keys[i]) < len(keys[j]) || len(keys[i]) == len(keys[j]) && keys[i] < keys[j]
+			})
+		}
+		for _, k := range keys {
 			e := s.elems[k]
-			fmt.Fprintf(&b, "\t\t%s comment %q : goto %s\n", k, e.comment, e.target)
+			if e.comment != "" {
+				k += fmt.Sprintf(" comment %q", e.comment)
+			}
+			fmt.Fprintf(&b, "\t\t%s : goto %s\n", k, e.target)
 		}
 		b.WriteString("\t}\n")
 	}

@@ -55,7 +55,8 @@ func TestBuildNFT(t *testing.T) {
 			want: []string{
 				`10.43.0.20 . tcp . 80 comment "default/web:http" : goto svc-` + web,
 				"ip saddr != 10.42.0.0/16 ip daddr 10.43.0.20 meta l4proto tcp th dport 80 jump mark-for-masquerade",
-				"numgen random mod 2 vmap { 0 : goto sep-" + web + "__10.42.0.11/8080, 1 : goto sep-" + web + "__10.42.0.12/8080 }",
+				"numgen random mod 2 vmap @endpoints-" + web + "\n",
+				"map endpoints-" + web + " {\n\t\ttype integer : verdict\n\t\t0 : goto sep-" + web + "__10.42.0.11/8080\n\t\t1 : goto sep-" + web + "__10.42.0.12/8080\n",
 				"chain sep-" + web + "__10.42.0.11/8080 {",
 				"ip saddr 10.42.0.11 jump mark-for-masquerade",
 				"meta l4proto tcp dnat to 10.42.0.11:8080",
@@ -66,7 +67,7 @@ func TestBuildNFT(t *testing.T) {
 			name:   "one endpoint: goto, no numgen",
 			snap:   snapOf([]*v1.Service{service("default", "web", "10.43.0.20")}, slice("default", "web", "web-1", 8080, ep{ip: "10.42.0.11"})),
 			want:   []string{"goto sep-" + web + "__10.42.0.11/8080"},
-			absent: []string{"numgen"},
+			absent: []string{"numgen", "map endpoints-"},
 		},
 		{
 			name: "node port and external IP go through the ext chain, which masquerades",
@@ -189,7 +190,8 @@ func TestPlanIncremental(t *testing.T) {
 		{"an endpoint leaves", snapOf([]*v1.Service{svcA, svcB}, two, otherSlice), "" +
 			"flush chain svc-" + web + "\n" +
 			"add rule svc-" + web + " ip saddr != 10.42.0.0/16 ip daddr 10.43.0.20 meta l4proto tcp th dport 80 jump mark-for-masquerade\n" +
-			"add rule svc-" + web + " numgen random mod 2 vmap { 0 : goto " + sep("10.42.0.11") + ", 1 : goto " + sep("10.42.0.12") + " }\n" +
+			"add rule svc-" + web + " numgen random mod 2 vmap @endpoints-" + web + "\n" +
+			"delete element endpoints-" + web + " { 2 }\n" +
 			"flush chain " + sep("10.42.0.13") + "\n" +
 			"delete chain " + sep("10.42.0.13") + "\n"},
 		{"an endpoint joins", snapOf([]*v1.Service{svcA, svcB}, slice("default", "web", "web-1", 8080, ep{ip: "10.42.0.11"}, ep{ip: "10.42.0.12"}, ep{ip: "10.42.0.13"}, ep{ip: "10.42.0.14"}), otherSlice), "" +
@@ -198,14 +200,16 @@ func TestPlanIncremental(t *testing.T) {
 			"add rule " + sep("10.42.0.14") + " ip saddr 10.42.0.14 jump mark-for-masquerade\n" +
 			"add rule " + sep("10.42.0.14") + " meta l4proto tcp dnat to 10.42.0.14:8080\n" +
 			"add rule svc-" + web + " ip saddr != 10.42.0.0/16 ip daddr 10.43.0.20 meta l4proto tcp th dport 80 jump mark-for-masquerade\n" +
-			"add rule svc-" + web + " numgen random mod 4 vmap { 0 : goto " + sep("10.42.0.11") + ", 1 : goto " + sep("10.42.0.12") + ", 2 : goto " + sep("10.42.0.13") + ", 3 : goto " + sep("10.42.0.14") + " }\n"},
+			"add rule svc-" + web + " numgen random mod 4 vmap @endpoints-" + web + "\n" +
+			"add element endpoints-" + web + " { 3 : goto " + sep("10.42.0.14") + " }\n"},
 		{"the last endpoint leaves", snapOf([]*v1.Service{svcA, svcB}, slice("default", "web", "web-1", 8080), otherSlice), "" +
-			"add element no-endpoint-services { 10.43.0.20 . tcp . 80 }\n" +
+			"add element no-endpoint-services { 10.43.0.20 . tcp . 80 : goto reject-service }\n" +
 			"delete element service-ips { 10.43.0.20 . tcp . 80 }\n" +
 			"flush chain " + sep("10.42.0.11") + "\n" +
 			"flush chain " + sep("10.42.0.12") + "\n" +
 			"flush chain " + sep("10.42.0.13") + "\n" +
 			"flush chain svc-" + web + "\n" +
+			"delete set endpoints-" + web + "\n" +
 			"delete chain " + sep("10.42.0.11") + "\n" +
 			"delete chain " + sep("10.42.0.12") + "\n" +
 			"delete chain " + sep("10.42.0.13") + "\n" +
@@ -224,7 +228,7 @@ func TestPlanIncremental(t *testing.T) {
 			"add rule svc-default/new/tcp/80 ip saddr != 10.42.0.0/16 ip daddr 10.43.0.30 meta l4proto tcp th dport 80 jump mark-for-masquerade\n" +
 			"add rule svc-default/new/tcp/80 goto sep-default/new/tcp/80__10.42.0.31/9090\n" +
 			"delete element service-ips { 10.43.0.30 . tcp . 80 }\n" +
-			"add element service-ips { 10.43.0.30 . tcp . 80 }\n" +
+			"add element service-ips { 10.43.0.30 . tcp . 80 : goto svc-default/new/tcp/80 }\n" +
 			"flush chain sep-default/other/tcp/80__10.42.0.31/9090\n" +
 			"flush chain svc-default/other/tcp/80\n" +
 			"delete chain sep-default/other/tcp/80__10.42.0.31/9090\n" +
@@ -244,7 +248,8 @@ func TestPlanIncremental(t *testing.T) {
 			"add rule svc-" + web + " ip saddr != 10.42.0.0/16 ip daddr 10.43.0.20 meta l4proto tcp th dport 80 jump mark-for-masquerade\n" +
 			"add rule svc-" + web + " ip saddr @aff-" + web + "__10.42.0.11/8080 goto " + sep("10.42.0.11") + "\n" +
 			"add rule svc-" + web + " ip saddr @aff-" + web + "__10.42.0.12/8080 goto " + sep("10.42.0.12") + "\n" +
-			"add rule svc-" + web + " numgen random mod 2 vmap { 0 : goto " + sep("10.42.0.11") + ", 1 : goto " + sep("10.42.0.12") + " }\n" +
+			"add rule svc-" + web + " numgen random mod 2 vmap @endpoints-" + web + "\n" +
+			"delete element endpoints-" + web + " { 2 }\n" +
 			"flush chain " + sep("10.42.0.13") + "\n" +
 			"delete chain " + sep("10.42.0.13") + "\n"},
 	} {
@@ -275,7 +280,7 @@ func TestPlanFull(t *testing.T) {
 		"add chain nat-prerouting { type nat hook prerouting priority -100 }\n",
 		"flush chain services\nflush chain svc-default/gone/tcp/80\nflush chain svc-default/web/tcp/80\n",
 		"flush set service-ips\n",
-		"add element service-ips { 10.43.0.20 . tcp . 80 }\n",
+		"add element service-ips { 10.43.0.20 . tcp . 80 : goto svc-default/web/tcp/80 }\n",
 		"delete chain svc-default/gone/tcp/80\n",
 		"delete set aff-default/gone/tcp/80__10.42.0.9/80\n",
 	} {
@@ -472,7 +477,7 @@ func (s *simTable) targets(r nftRule) []string {
 			out = append(out, f)
 		}
 	}
-	return append(out, r.pick...)
+	return out
 }
 
 func (s *simTable) refs(name string) bool {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -93,14 +92,14 @@ func (k *nftKernel) applyTo(table string, ops []nftOp) (int, error) {
 		return 0, nil
 	}
 	b := newNFTBatch(table)
-	for _, op := range ops {
-		b.encode(op)
+	for i := range ops {
+		b.encode(ops, i)
 	}
 	msgs, err := b.finish()
 	if err != nil {
 		return 0, err
 	}
-	return len(msgs) - 2, k.send(msgs, b.what)
+	return len(msgs) - 2, k.send(msgs, b.describe)
 }
 
 // probe reports whether the kernel has everything the table needs: it
@@ -127,9 +126,11 @@ func (k *nftKernel) deleteTable() error {
 // them; skiff sends them itself (see send), so the library's connection is
 // given a dial function that only captures the finished batch.
 type nftBatch struct {
-	conn   *nftables.Conn
-	table  *nftables.Table
-	what   []string // what each message does, for error messages
+	conn  *nftables.Conn
+	table *nftables.Table
+	ops   []nftOp
+	refs  []nftMsgRef // which op, and which line of it, each message is
+
 	setID  uint32
 	msgs   []netlink.Message
 	encErr error
@@ -152,7 +153,23 @@ func newNFTBatch(table string) *nftBatch {
 // Elements per message: a netlink attribute holds at most 64 KiB.
 const nftElemsPerMessage = 256
 
-func (b *nftBatch) note(lines ...string) { b.what = append(b.what, lines...) }
+// nftMsgRef says what a message does: op.lines()[line] of the op at index op.
+type nftMsgRef struct{ op, line int }
+
+func (b *nftBatch) note(op, line int) { b.refs = append(b.refs, nftMsgRef{op, line}) }
+
+// describe says what the i-th message of the batch (0 is the first after
+// the batch begin) does.
+func (b *nftBatch) describe(i int) string {
+	if i < 0 || i >= len(b.refs) {
+		return "the batch"
+	}
+	r := b.refs[i]
+	if lines := b.ops[r.op].lines(); r.line < len(lines) {
+		return lines[r.line]
+	}
+	return b.ops[r.op].lines()[0]
+}
 
 func (b *nftBatch) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: b.table}
@@ -160,8 +177,9 @@ func (b *nftBatch) chain(name string) *nftables.Chain {
 
 func (b *nftBatch) set(name string) *nftables.Set { return &nftables.Set{Name: name, Table: b.table} }
 
-func (b *nftBatch) encode(op nftOp) {
-	lines := op.lines()
+func (b *nftBatch) encode(ops []nftOp, i int) {
+	b.ops = ops
+	op := ops[i]
 	switch op.kind {
 	case opAddTable:
 		b.conn.AddTable(b.table)
@@ -177,6 +195,8 @@ func (b *nftBatch) encode(op nftOp) {
 		case nftMapPort:
 			s.KeyType = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 			s.Concatenation, s.IsMap, s.DataType = true, true, nftables.TypeVerdict
+		case nftMapIndex:
+			s.KeyType, s.KeyByteOrder, s.IsMap, s.DataType = nftables.TypeInteger, binaryutil.NativeEndian, true, nftables.TypeVerdict
 		case nftAffinity:
 			s.KeyType, s.HasTimeout, s.Dynamic, s.Size = nftables.TypeIPAddr, true, true, 65535
 		}
@@ -198,13 +218,9 @@ func (b *nftBatch) encode(op nftOp) {
 		b.conn.DelChain(b.chain(op.name))
 	case opAddRules:
 		c := b.chain(op.chain.name)
-		for i, r := range op.chain.rules {
-			exprs := r.exprs
-			if r.pick != nil {
-				exprs = append(slices.Clip(exprs), b.pickMap(r.pick, lines[i]))
-			}
-			b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: c, Exprs: exprs})
-			b.note(lines[i])
+		for j, r := range op.chain.rules {
+			b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: c, Exprs: r.exprs})
+			b.note(i, j)
 		}
 		return
 	case opAddElems, opDeleteElems:
@@ -225,26 +241,11 @@ func (b *nftBatch) encode(op nftOp) {
 			} else {
 				b.fail(b.conn.SetDeleteElements(s, vals))
 			}
-			b.note(lines[0])
+			b.note(i, 0)
 		}
 		return
 	}
-	b.note(lines...)
-}
-
-// pickMap adds the anonymous verdict map of a numgen rule and returns the
-// lookup that ends the rule.
-func (b *nftBatch) pickMap(targets []string, rule string) expr.Any {
-	b.setID++
-	s := &nftables.Set{Table: b.table, Name: "__map%d", ID: b.setID, Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian}
-	vals := make([]nftables.SetElement, len(targets))
-	for i, t := range targets {
-		vals[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: t}}
-	}
-	b.fail(b.conn.AddSet(s, vals))
-	b.note("add map for "+rule, "add elements to map for "+rule)
-	return &expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: s.Name, SetID: s.ID}
+	b.note(i, 0)
 }
 
 func (b *nftBatch) fail(err error) {
@@ -261,8 +262,8 @@ func (b *nftBatch) finish() ([]netlink.Message, error) {
 	if err := b.conn.Flush(); err != nil {
 		return nil, fmt.Errorf("%w: encode: %w", ErrNFTables, err)
 	}
-	if len(b.msgs) != len(b.what)+2 {
-		return nil, fmt.Errorf("%w: encoded %d messages for %d operations", ErrNFTables, len(b.msgs)-2, len(b.what))
+	if len(b.msgs) != len(b.refs)+2 {
+		return nil, fmt.Errorf("%w: encoded %d messages for %d operations", ErrNFTables, len(b.msgs)-2, len(b.refs))
 	}
 	return b.msgs, nil
 }
@@ -276,7 +277,7 @@ func (b *nftBatch) finish() ([]netlink.Message, error) {
 // acknowledgement: the kernel handles a batch within the send call, all or
 // nothing, and reports every failing message with its sequence number, so
 // the last message's acknowledgement or an error is the whole answer.
-func (k *nftKernel) send(msgs []netlink.Message, what []string) error {
+func (k *nftKernel) send(msgs []netlink.Message, describe func(int) string) error {
 	const base = 1
 	size := 0
 	for _, m := range msgs {
@@ -367,11 +368,7 @@ func (k *nftKernel) send(msgs []netlink.Message, what []string) error {
 		return nil
 	}
 	f := failed[0]
-	op := "the batch"
-	if i := int(f.seq) - base - 1; i >= 0 && i < len(what) {
-		op = what[i]
-	}
-	return fmt.Errorf("%w: %s: %w (%d of %d messages failed; nothing was changed)", ErrNFTables, op, f.errno, len(failed), len(msgs)-2)
+	return fmt.Errorf("%w: %s: %w (%d of %d messages failed; nothing was changed)", ErrNFTables, describe(int(f.seq)-base-1), f.errno, len(failed), len(msgs)-2)
 }
 
 // probeService is a NodePort service with session affinity, which uses

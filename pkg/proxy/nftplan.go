@@ -63,7 +63,11 @@ func (op nftOp) lines() []string {
 		}
 		return out
 	case opAddElems:
-		return []string{"add element " + op.name + " { " + strings.Join(op.keys, ", ") + " }"}
+		elems := make([]string, len(op.keys))
+		for i, k := range op.keys {
+			elems[i] = k + " : goto " + op.elems[i].target
+		}
+		return []string{"add element " + op.name + " { " + strings.Join(elems, ", ") + " }"}
 	case opDeleteElems:
 		return []string{"delete element " + op.name + " { " + strings.Join(op.keys, ", ") + " }"}
 	}
@@ -89,7 +93,8 @@ type nftInventory struct {
 // planCreate builds next from nothing; with replace, whatever table of that
 // name exists is deleted first, in the same transaction.
 func planCreate(next *nftTable, replace bool) []nftOp {
-	ops := []nftOp{{kind: opAddTable}}
+	ops := make([]nftOp, 0, 3+2*len(next.sets)+2*len(next.chains))
+	ops = append(ops, nftOp{kind: opAddTable})
 	if replace {
 		ops = append(ops, nftOp{kind: opDeleteTable}, nftOp{kind: opAddTable})
 	}
@@ -149,14 +154,15 @@ func planFull(have *nftInventory, next *nftTable) []nftOp {
 	for _, name := range sortedKeys(next.sets) {
 		ops = appendElems(ops, opAddElems, next.sets[name], nil)
 	}
-	for _, name := range sortedKeys(have.chains) {
-		if next.chains[name] == nil {
-			ops = append(ops, nftOp{kind: opDeleteChain, name: name})
-		}
-	}
+	// Sets before chains: a map's elements may jump to a chain.
 	for _, name := range sortedKeys(have.sets) {
 		if next.sets[name] == nil {
 			ops = append(ops, nftOp{kind: opDeleteSet, name: name})
+		}
+	}
+	for _, name := range sortedKeys(have.chains) {
+		if next.chains[name] == nil {
+			ops = append(ops, nftOp{kind: opDeleteChain, name: name})
 		}
 	}
 	return ops
@@ -200,6 +206,9 @@ func planIncremental(prev, next *nftTable) []nftOp {
 	ops = append(ops, rules...)
 	for _, name := range sortedKeys(next.sets) {
 		s, old := next.sets[name], prev.sets[name]
+		if s == old {
+			continue // a service port's own map, built once with its chains
+		}
 		if s.kind == nftAffinity || old == nil {
 			ops = appendElems(ops, opAddElems, s, nil)
 			continue
@@ -220,19 +229,20 @@ func planIncremental(prev, next *nftTable) []nftOp {
 		}
 	}
 	sort.Strings(gone)
-	// Gone chains may jump to each other (ext to svc to sep): empty them
-	// all before deleting any, as the kernel refuses to delete a chain that
-	// something still jumps to.
+	// The kernel refuses to delete what something still refers to. Gone
+	// chains may jump to each other (ext to svc to sep) and use gone sets,
+	// and gone maps jump to gone chains: empty the chains, delete the sets,
+	// then delete the chains.
 	for _, name := range gone {
 		ops = append(ops, nftOp{kind: opFlushChain, name: name})
-	}
-	for _, name := range gone {
-		ops = append(ops, nftOp{kind: opDeleteChain, name: name})
 	}
 	for _, name := range sortedKeys(prev.sets) {
 		if next.sets[name] == nil {
 			ops = append(ops, nftOp{kind: opDeleteSet, name: name})
 		}
+	}
+	for _, name := range gone {
+		ops = append(ops, nftOp{kind: opDeleteChain, name: name})
 	}
 	return ops
 }

@@ -28,11 +28,6 @@ type nftPart struct {
 type nftRule struct {
 	text  string
 	exprs []expr.Any
-	// pick, when set, ends the rule with `numgen random mod N vmap { 0 :
-	// goto pick[0], ... }`; exprs then end with the numgen, and the
-	// anonymous map and its lookup are added when the rule is (they live
-	// and die with the rule).
-	pick []string
 }
 
 func newRule(parts ...nftPart) nftRule {
@@ -50,37 +45,13 @@ func newRule(parts ...nftPart) nftRule {
 	return r
 }
 
-// pickRule spreads packets at random over targets.
-func pickRule(targets []string) nftRule {
-	if len(targets) == 1 {
-		return newRule(gotoChain(targets[0]))
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "numgen random mod %d vmap { ", len(targets))
-	for i, t := range targets {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%d : goto %s", i, t)
-	}
-	b.WriteString(" }")
-	return nftRule{
-		text:  b.String(),
-		exprs: []expr.Any{&expr.Numgen{Register: 1, Modulus: uint32(len(targets)), Type: unix.NFT_NG_RANDOM}},
-		pick:  targets,
-	}
-}
-
-func (r nftRule) equal(o nftRule) bool {
-	if r.text != o.text || len(r.pick) != len(o.pick) {
-		return false
-	}
-	for i := range r.pick {
-		if r.pick[i] != o.pick[i] {
-			return false
-		}
-	}
-	return true
+// numgenVmap picks one of n verdicts at random from the verdict map set,
+// whose keys are 0 to n-1.
+func numgenVmap(n int, set string) nftPart {
+	return nftPart{fmt.Sprintf("numgen random mod %d vmap @%s", n, set), []expr.Any{
+		&expr.Numgen{Register: 1, Modulus: uint32(n), Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, SetName: set, IsDestRegSet: true, DestRegister: 0},
+	}}
 }
 
 // Offsets of the IPv4 header fields the rules read.
