@@ -26,6 +26,9 @@ type backend interface {
 	// reset forgets what the kernel holds, after a failed sync: the next
 	// sync is full.
 	reset()
+	// drifted reports whether someone else changed the rules since the
+	// last sync, so that the next one must be full.
+	drifted() bool
 	// cleanupOthers removes rules the other backends left behind (a node
 	// that switched backends).
 	cleanupOthers() error
@@ -73,6 +76,9 @@ type nftBackend struct {
 	// applied is what the last successful transaction left in the
 	// kernel; nil means unknown.
 	applied *nftTable
+	// gen is the ruleset generation after the last transaction, or the
+	// last one checked and found harmless.
+	gen uint32
 }
 
 func (b *nftBackend) name() string { return BackendNFTables }
@@ -81,6 +87,10 @@ func (b *nftBackend) reset() { b.applied = nil }
 
 func (b *nftBackend) sync(snap Snapshot, full bool) (SyncStats, error) {
 	start := time.Now()
+	if !full && b.drifted() {
+		b.log.Info("the nftables table changed behind the proxy's back; rewriting it")
+		full = true
+	}
 	next := b.builder.build(snap)
 	full = full || b.applied == nil
 	var ops []nftOp
@@ -98,19 +108,45 @@ func (b *nftBackend) sync(snap Snapshot, full bool) (SyncStats, error) {
 		ops = planIncremental(b.applied, next)
 	}
 	built := time.Now()
-	n, err := b.kernel.apply(ops)
+	n, gen, err := b.kernel.apply(ops)
 	if err != nil && full && !replace {
 		// Most likely an object of ours with another definition (an
 		// older skiff, or someone else): start from a new table.
 		b.log.Info("rewriting the nftables table failed; replacing it", "err", err)
 		ops = planCreate(next, true)
-		n, err = b.kernel.apply(ops)
+		n, gen, err = b.kernel.apply(ops)
 	}
 	if err != nil {
 		return SyncStats{}, err
 	}
+	if n > 0 {
+		b.gen = gen
+	}
 	b.applied = next
 	return SyncStats{Full: full, Messages: n, Build: built.Sub(start), Apply: time.Since(built)}, nil
+}
+
+// drifted checks the ruleset generation, which moves on with every
+// transaction, anyone's; when it has moved since the last sync, the table
+// must still have the chains and sets the proxy left. (Rules changed
+// inside skiff's chains go unnoticed until the next full sync.)
+func (b *nftBackend) drifted() bool {
+	if b.applied == nil {
+		return true
+	}
+	gen, err := b.kernel.generation()
+	if err != nil {
+		return true
+	}
+	if gen == b.gen {
+		return false
+	}
+	have, err := b.kernel.inventory()
+	if err != nil || have == nil || !have.matches(b.applied) {
+		return true
+	}
+	b.gen = gen
+	return false
 }
 
 // cleanupOthers deletes skiff's iptables chains, of both flavours.
@@ -135,6 +171,9 @@ type iptablesBackend struct {
 func (b *iptablesBackend) name() string { return "iptables" + b.host.suffix }
 
 func (b *iptablesBackend) reset() { b.state = nil }
+
+// drifted is never known: full syncs every ResyncPeriod repair the chains.
+func (b *iptablesBackend) drifted() bool { return false }
 
 func (b *iptablesBackend) sync(snap Snapshot, full bool) (SyncStats, error) {
 	if full || b.state == nil {

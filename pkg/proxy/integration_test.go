@@ -68,7 +68,7 @@ func (l *lab) startProxy(t *testing.T, client kubernetes.Interface, backend stri
 	if os.Getenv("SKIFF_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	p, err := proxy.New(client, proxy.Config{Backend: backend, Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", OnSync: func(s proxy.SyncStats) {
+	p, err := proxy.New(client, proxy.Config{Backend: backend, Log: log, NetNS: l.node, NodeName: "n1", NodeIP: "192.168.77.1", CheckPeriod: 100 * time.Millisecond, OnSync: func(s proxy.SyncStats) {
 		log.Info("synced", "stats", s)
 		select {
 		case l.syncs <- s:
@@ -285,6 +285,22 @@ func testProxy(t *testing.T, backend string) {
 				t.Errorf("dial %s from %s = %v after %v, want connection refused at once", target.addr, netnstest.Name(target.ns), err, time.Since(start))
 			}
 		}
+	})
+	t.Run("rules deleted behind its back come back", func(t *testing.T) {
+		if backend != proxy.BackendNFTables {
+			t.Skip("only the nftables backend notices before the next resync")
+		}
+		start := time.Now()
+		netnstest.Output(t, l.node, "nft", "delete", "table", "ip", "skiff")
+		waitFor(t, "the table back", 2*time.Second, func() bool {
+			var out []byte
+			_ = netnstest.Do(l.node, func() (err error) {
+				out, err = exec.Command("nft", "list", "table", "ip", "skiff").Output()
+				return err
+			})
+			return strings.Contains(string(out), "default/web:http has no endpoints")
+		})
+		t.Logf("table restored %v after it was deleted", time.Since(start))
 	})
 	t.Run("other pod CIDRs are unreachable", func(t *testing.T) {
 		start := time.Now()

@@ -109,7 +109,7 @@ func TestNFTApply(t *testing.T) {
 			t.Errorf("step %d: sync was full, want incremental", i)
 		}
 		fresh := newNFTBackend(freshNS)
-		if _, err := fresh.kernel.apply(planCreate(buildNFT(snap), true)); err != nil {
+		if _, _, err := fresh.kernel.apply(planCreate(buildNFT(snap), true)); err != nil {
 			t.Fatalf("step %d: fresh load: %v", i, err)
 		}
 		if got, want := listTable(t, incNS), listTable(t, freshNS); got != want {
@@ -124,7 +124,7 @@ func TestNFTFullSyncRepairs(t *testing.T) {
 	requireNFT(t)
 	ns, freshNS := netnstest.New(t, "nft-repair"), netnstest.New(t, "nft-repair-f")
 	snap := goldenCases()["nodeport-affinity"]
-	if _, err := newNFTBackend(freshNS).kernel.apply(planCreate(buildNFT(snap), false)); err != nil {
+	if _, _, err := newNFTBackend(freshNS).kernel.apply(planCreate(buildNFT(snap), false)); err != nil {
 		t.Fatal(err)
 	}
 	want := listTable(t, freshNS)
@@ -183,7 +183,7 @@ func TestNFTFailedTransaction(t *testing.T) {
 	}
 	before := listTable(t, ns)
 	bad := &nftChain{name: "bad", rules: []nftRule{newRule(jumpTo("no-such-chain"))}}
-	_, err := b.kernel.apply([]nftOp{{kind: opFlushChain, name: nftServices}, {kind: opAddChain, chain: bad}, {kind: opAddRules, chain: bad}})
+	_, _, err := b.kernel.apply([]nftOp{{kind: opFlushChain, name: nftServices}, {kind: opAddChain, chain: bad}, {kind: opAddRules, chain: bad}})
 	if !errors.Is(err, ErrNFTables) || !strings.Contains(err.Error(), "add rule bad jump no-such-chain: no such file or directory") {
 		t.Errorf("apply(jump to a missing chain) = %v, want it to name the rule", err)
 	}
@@ -231,5 +231,69 @@ func TestBackendCleanup(t *testing.T) {
 	}
 	if err := ipt.cleanupOthers(); err != nil {
 		t.Errorf("iptables cleanupOthers() with nothing to clean = %v", err)
+	}
+}
+
+// TestNFTDrift: the cheap check notices a table changed behind the
+// backend's back, and ignores changes elsewhere in the ruleset.
+func TestNFTDrift(t *testing.T) {
+	requireNFT(t)
+	ns := netnstest.New(t, "nft-drift")
+	b := newNFTBackend(ns)
+	snap := goldenCases()["clusterip"]
+	nft := func(script string) {
+		t.Helper()
+		err := netnstest.Do(ns, func() error {
+			cmd := exec.Command("nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(script)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return errors.New(string(out))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("nft -f: %v", err)
+		}
+	}
+	if b.drifted() != true {
+		t.Errorf("drifted() before any sync = false, want true")
+	}
+	if _, err := b.sync(snap, true); err != nil {
+		t.Fatal(err)
+	}
+	if b.gen == 0 {
+		t.Errorf("no generation echoed by the transaction")
+	}
+	for _, tc := range []struct {
+		name, script string
+		want         bool
+	}{
+		{"nothing", "", false},
+		{"another table", "add table ip other\nadd chain ip other c\n", false},
+		{"a chain added to ours", "add chain ip skiff intruder\n", true},
+		{"our table deleted", "delete table ip skiff\n", true},
+	} {
+		if tc.script != "" {
+			nft(tc.script)
+		}
+		if got := b.drifted(); got != tc.want {
+			t.Errorf("%s: drifted() = %v, want %v", tc.name, got, tc.want)
+		}
+		// Repair, and check that the repair is not itself drift.
+		if _, err := b.sync(snap, true); err != nil {
+			t.Fatal(err)
+		}
+		if b.drifted() {
+			t.Errorf("%s: drifted() right after a sync = true", tc.name)
+		}
+	}
+	// An incremental sync after drift is full.
+	nft("delete table ip skiff\n")
+	st, err := b.sync(goldenCases()["no-endpoints"], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Full {
+		t.Errorf("sync after the table was deleted was incremental, want full")
 	}
 }

@@ -90,6 +90,25 @@ type nftInventory struct {
 	sets   map[string]bool
 }
 
+// matches reports whether the kernel has the chains and sets of t and no
+// others.
+func (inv *nftInventory) matches(t *nftTable) bool {
+	if len(inv.chains) != len(t.chains) || len(inv.sets) != len(t.sets) {
+		return false
+	}
+	for name := range t.chains {
+		if !inv.chains[name] {
+			return false
+		}
+	}
+	for name := range t.sets {
+		if !inv.sets[name] {
+			return false
+		}
+	}
+	return true
+}
+
 // planCreate builds next from nothing; with replace, whatever table of that
 // name exists is deleted first, in the same transaction.
 func planCreate(next *nftTable, replace bool) []nftOp {

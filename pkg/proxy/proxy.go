@@ -53,6 +53,10 @@ type Config struct {
 	// ResyncPeriod is how often every chain is rewritten and the jump rules
 	// checked, in case something else changed them. Default 5m.
 	ResyncPeriod time.Duration
+	// CheckPeriod is how often the proxy checks, cheaply, whether someone
+	// else changed its rules, to rewrite them at once (only the nftables
+	// backend can tell). Default 10s.
+	CheckPeriod time.Duration
 	// Backend is BackendNFTables, BackendLegacy (iptables-legacy) or
 	// BackendNFT (iptables-nft); empty picks nftables when the kernel
 	// supports it, else iptables-legacy when present (see pickBackend).
@@ -121,6 +125,9 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 	if cfg.ResyncPeriod == 0 {
 		cfg.ResyncPeriod = 5 * time.Minute
 	}
+	if cfg.CheckPeriod == 0 {
+		cfg.CheckPeriod = 10 * time.Second
+	}
 	hst := &host{netns: cfg.NetNS, log: cfg.Log}
 	be, err := pickBackend(cfg.Backend, hst, cfg.Log)
 	if err != nil {
@@ -176,6 +183,8 @@ func (p *Proxier) Run(ctx context.Context) error {
 	}
 	resync := time.NewTicker(p.cfg.ResyncPeriod)
 	defer resync.Stop()
+	check := time.NewTicker(p.cfg.CheckPeriod)
+	defer check.Stop()
 	var retry <-chan time.Time
 	backoff := 100 * time.Millisecond
 	var last time.Time
@@ -188,6 +197,12 @@ func (p *Proxier) Run(ctx context.Context) error {
 			case <-p.trigger:
 			case <-retry:
 			case <-resync.C:
+				full = true
+			case <-check.C:
+				if !p.backend.drifted() {
+					continue
+				}
+				log.Info("rules changed behind the proxy's back; rewriting them")
 				full = true
 			}
 		}
