@@ -41,6 +41,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&cfg.ClusterDNS, "cluster-dns", "10.43.0.10", "cluster DNS service IP written into pods' resolv.conf")
 	f.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain")
 	f.IntVar(&cfg.KubeletPort, "kubelet-port", 10250, "HTTPS port of the kubelet (logs, exec, port-forward)")
+	f.StringVar(&cfg.ProxyBackend, "proxy-backend", "", "how the service proxy programs the kernel: nftables, legacy (iptables-legacy) or nft (iptables-nft); default nftables when the kernel supports it, else legacy")
 	_ = cmd.MarkFlagRequired("server")
 	_ = cmd.MarkFlagRequired("token")
 	return cmd

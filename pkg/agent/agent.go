@@ -40,6 +40,7 @@ type Config struct {
 	ClusterDomain   string // default cluster.local
 	KubeletPort     int    // default 10250; negative disables the kubelet's HTTPS server
 	NodeIP          string // default: the first non-loopback IPv4 address
+	ProxyBackend    string // proxy.BackendNFTables, BackendLegacy or BackendNFT; empty: nftables when the kernel has it
 	ControlPlane    bool   // this node also runs the control plane (labels it so)
 	// PodSyncPeriod is how often a running pod is resynced without an event
 	// (and its configMap/secret volumes refreshed); default 10s.
@@ -139,8 +140,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if os.Geteuid() != 0 {
 		cfg.Log.Warn("not root: no service proxy and no cluster DNS on this node; Services and DNS names will not resolve from its pods; run the agent as root")
 	} else {
-		optional("proxy", "Services are unreachable from this node (is iptables installed? apt-get install iptables)", func(ctx context.Context) error {
-			return proxy.Run(ctx, proxy.Config{Client: cfg.RestConfig, Log: cfg.Log.With("component", "proxy"),
+		optional("proxy", "Services are unreachable from this node (does the kernel have nf_tables, or is iptables installed? apt-get install iptables)", func(ctx context.Context) error {
+			return proxy.Run(ctx, proxy.Config{Client: cfg.RestConfig, Log: cfg.Log.With("component", "proxy"), Backend: cfg.ProxyBackend,
 				NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, ServiceCIDR: cfg.ServiceCIDR, ClusterCIDR: cfg.ClusterCIDR})
 		})
 		if cfg.NodeIP != "" && cfg.ClusterDNS != "" {
