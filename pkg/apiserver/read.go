@@ -456,7 +456,7 @@ func (e *watchEncoder) event(w http.ResponseWriter, ev watchcache.Event) error {
 			raw, err = runtime.Encode(jsonSerializer, t)
 		}
 	case e.out.partial:
-		raw, err = runtime.Encode(jsonSerializer, partialOf(ev.Object.Object))
+		raw, err = runtime.Encode(e.out.encoder, partialOf(ev.Object.Object))
 	case e.out.mediaType == mediaProtobuf:
 		raw, err = ev.Object.Encoded("proto", func(o runtime.Object) ([]byte, error) { return runtime.Encode(protoSerializer, o) })
 	default:

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -198,6 +199,13 @@ func runControllers(ctx context.Context, cfg Config, rc *rest.Config, client kub
 	if err != nil {
 		return fmt.Errorf("controllermanager: dynamic client: %w", err)
 	}
+	// The garbage collector watches every resource for metadata only,
+	// through the metadata client (protobuf PartialObjectMetadata), rather
+	// than decoding whole objects into maps.
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("controllermanager: metadata client: %w", err)
+	}
 	disc, err := discovery.NewDiscoveryClientForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("controllermanager: discovery client: %w", err)
@@ -213,7 +221,7 @@ func runControllers(ctx context.Context, cfg Config, rc *rest.Config, client kub
 		{"nodeipam", 1, ipam},
 		{"serviceaccount", 2, serviceaccount.New(client, factory, log)},
 		{"namespace", 4, namespace.New(client, dyn, disc, factory, log)},
-		{"garbagecollector", 10, garbagecollector.New(dyn, disc, log)},
+		{"garbagecollector", 10, garbagecollector.New(md, disc, log)},
 	}
 	cs = append(cs, replication(client, factory, log)...)
 

@@ -25,12 +25,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-org/skiff/pkg/controller/queue"
@@ -51,7 +50,7 @@ const maxAbsent = 10000
 
 // Collector is the garbage collector.
 type Collector struct {
-	dyn   dynamic.Interface
+	md    metadata.Interface
 	disc  discovery.DiscoveryInterface
 	log   *slog.Logger
 	graph *graph
@@ -71,10 +70,10 @@ type mapping struct {
 }
 
 // New builds the collector. It discovers resources when it runs.
-func New(dyn dynamic.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Collector {
+func New(md metadata.Interface, disc discovery.DiscoveryInterface, log *slog.Logger) *Collector {
 	log = log.With("controller", "garbagecollector")
 	c := &Collector{
-		dyn:    dyn,
+		md:     md,
 		disc:   disc,
 		log:    log,
 		graph:  newGraph(),
@@ -132,7 +131,7 @@ func (c *Collector) Run(ctx context.Context, workers int) error {
 	if err != nil {
 		return err
 	}
-	factory := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	factory := metadatainformer.NewSharedInformerFactory(c.md, 0)
 	var synced []cache.InformerSynced
 	for _, gvr := range gvrs {
 		inf := factory.ForResource(gvr).Informer()
@@ -152,18 +151,19 @@ func (c *Collector) Run(ctx context.Context, workers int) error {
 	return c.queue.Run(ctx, max(workers, 1), synced...)
 }
 
-// metadataOnly keeps only the metadata of cached objects, so the collector's
-// caches cost a fraction of the objects themselves.
+// metadataOnly keeps only the metadata fields the collector reads: the
+// metadata informers already leave out spec and status, and labels,
+// annotations and managedFields are most of what remains.
 func metadataOnly(obj any) (any, error) {
-	u, ok := obj.(*unstructured.Unstructured)
+	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
 	return &metav1.PartialObjectMetadata{
-		TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
+		TypeMeta: m.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
-			Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(),
-			OwnerReferences: u.GetOwnerReferences(), Finalizers: u.GetFinalizers(), DeletionTimestamp: u.GetDeletionTimestamp(),
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+			OwnerReferences: m.OwnerReferences, Finalizers: m.Finalizers, DeletionTimestamp: m.DeletionTimestamp,
 		},
 	}, nil
 }
@@ -242,7 +242,7 @@ func (c *Collector) ownerState(ctx context.Context, ns string, ref metav1.OwnerR
 	if !m.namespaced {
 		ns = ""
 	}
-	obj, err := c.dyn.Resource(m.gvr).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+	obj, err := c.md.Resource(m.gvr).Namespace(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err) || (err == nil && obj.GetUID() != ref.UID):
 		c.mu.Lock()
@@ -280,7 +280,7 @@ func (c *Collector) carryOut(ctx context.Context, n node, plan Plan) error {
 	}
 	if plan.Delete {
 		uid, policy := n.uid, plan.Policy
-		err := c.dyn.Resource(n.gvr).Namespace(n.namespace).Delete(ctx, n.name, metav1.DeleteOptions{
+		err := c.md.Resource(n.gvr).Namespace(n.namespace).Delete(ctx, n.name, metav1.DeleteOptions{
 			Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy,
 		})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
@@ -323,7 +323,7 @@ func (c *Collector) patchMeta(ctx context.Context, n node, fields map[string]any
 	if err != nil {
 		return err
 	}
-	_, err = c.dyn.Resource(n.gvr).Namespace(n.namespace).Patch(ctx, n.name, types.MergePatchType, body, metav1.PatchOptions{})
+	_, err = c.md.Resource(n.gvr).Namespace(n.namespace).Patch(ctx, n.name, types.MergePatchType, body, metav1.PatchOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("garbagecollector: patch %s %s/%s: %w", n.gvr.Resource, n.namespace, n.name, err)
 	}
