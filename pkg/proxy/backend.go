@@ -87,7 +87,7 @@ func (b *nftBackend) reset() { b.applied = nil }
 
 func (b *nftBackend) sync(snap Snapshot, full bool) (SyncStats, error) {
 	start := time.Now()
-	if !full && b.drifted() {
+	if !full && b.applied != nil && b.drifted() {
 		b.log.Info("the nftables table changed behind the proxy's back; rewriting it")
 		full = true
 	}

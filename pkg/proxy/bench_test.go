@@ -199,10 +199,8 @@ func BenchmarkNFTTransport(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			batch := &nftBatch{conn: conn, table: &nftables.Table{Name: nftTableName, Family: nftables.TableFamilyIPv4}}
-			for i := range ops {
-				batch.encode(ops, i)
-			}
+			batch := &nftBatch{conn: conn, table: &nftables.Table{Name: nftTableName, Family: nftables.TableFamilyIPv4}, ops: ops}
+			batch.encode()
 			if err := conn.Flush(); err != nil {
 				b.Fatal(err)
 			}

@@ -25,9 +25,9 @@ type nftKernel struct {
 	host *host
 }
 
-// conn opens a library connection (for reading) in the namespace; close
+// conn opens a library connection (for reading) in the namespace; done
 // releases it.
-func (k *nftKernel) conn() (c *nftables.Conn, close func(), err error) {
+func (k *nftKernel) conn() (c *nftables.Conn, done func(), err error) {
 	if k.host.netns == "" {
 		c, err = nftables.New()
 		return c, func() {}, err
@@ -91,10 +91,8 @@ func (k *nftKernel) applyTo(table string, ops []nftOp) (int, uint32, error) {
 	if len(ops) == 0 {
 		return 0, 0, nil
 	}
-	b := newNFTBatch(table)
-	for i := range ops {
-		b.encode(ops, i)
-	}
+	b := newNFTBatch(table, ops)
+	b.encode()
 	msgs, err := b.finish()
 	if err != nil {
 		return 0, 0, err
@@ -107,12 +105,7 @@ func (k *nftKernel) applyTo(table string, ops []nftOp) (int, uint32, error) {
 // builds a sample table under another name and deletes it in the same
 // transaction, so nothing is left behind and no packet sees it.
 func (k *nftKernel) probe() error {
-	snap := Snapshot{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", LocalhostNodePorts: true}
-	tr := true
-	svc := probeService()
-	snap.Services = append(snap.Services, svc)
-	snap.Slices = append(snap.Slices, probeSlice(svc, &tr))
-	ops := append(planCreate(buildNFT(snap), false), nftOp{kind: opDeleteTable})
+	ops := append(planCreate(buildNFT(probeSnapshot()), false), nftOp{kind: opDeleteTable})
 	_, _, err := k.applyTo(nftTableName+"-probe", ops)
 	return err
 }
@@ -137,8 +130,8 @@ type nftBatch struct {
 	encErr error
 }
 
-func newNFTBatch(table string) *nftBatch {
-	b := &nftBatch{table: &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}}
+func newNFTBatch(table string, ops []nftOp) *nftBatch {
+	b := &nftBatch{table: &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}, ops: ops}
 	ack := func() []netlink.Message {
 		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}
 	}
@@ -166,10 +159,7 @@ func (b *nftBatch) describe(i int) string {
 		return "the batch"
 	}
 	r := b.refs[i]
-	if lines := b.ops[r.op].lines(); r.line < len(lines) {
-		return lines[r.line]
-	}
-	return b.ops[r.op].lines()[0]
+	return b.ops[r.op].lines()[r.line]
 }
 
 func (b *nftBatch) chain(name string) *nftables.Chain {
@@ -178,9 +168,15 @@ func (b *nftBatch) chain(name string) *nftables.Chain {
 
 func (b *nftBatch) set(name string) *nftables.Set { return &nftables.Set{Name: name, Table: b.table} }
 
-func (b *nftBatch) encode(ops []nftOp, i int) {
-	b.ops = ops
-	op := ops[i]
+// encode hands every operation to the library's connection.
+func (b *nftBatch) encode() {
+	for i := range b.ops {
+		b.encodeOp(i)
+	}
+}
+
+func (b *nftBatch) encodeOp(i int) {
+	op := b.ops[i]
 	switch op.kind {
 	case opAddTable:
 		b.conn.AddTable(b.table)
@@ -465,27 +461,25 @@ func appendMessage(buf []byte, typ, flags uint16, seq uint32, data []byte) []byt
 	return buf
 }
 
-// probeService is a NodePort service with session affinity, which uses
-// every kind of expression the table has.
-func probeService() *v1.Service {
-	return &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "probe", Name: "probe"},
-		Spec: v1.ServiceSpec{
-			Type: v1.ServiceTypeNodePort, ClusterIP: "10.43.0.1", SessionAffinity: v1.ServiceAffinityClientIP,
-			Ports: []v1.ServicePort{{Name: "p", Port: 80, NodePort: 30000, Protocol: v1.ProtocolTCP}},
-		},
-	}
-}
-
-func probeSlice(svc *v1.Service, ready *bool) *discovery.EndpointSlice {
+// probeSnapshot has a NodePort service with session affinity and two
+// endpoints, which uses every kind of expression the table has.
+func probeSnapshot() Snapshot {
 	name, port, proto := "p", int32(80), v1.ProtocolTCP
-	return &discovery.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name, Labels: map[string]string{discovery.LabelServiceName: svc.Name}},
-		AddressType: discovery.AddressTypeIPv4,
-		Ports:       []discovery.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
-		Endpoints: []discovery.Endpoint{
-			{Addresses: []string{"10.42.0.1"}, Conditions: discovery.EndpointConditions{Ready: ready}},
-			{Addresses: []string{"10.42.0.2"}, Conditions: discovery.EndpointConditions{Ready: ready}},
-		},
+	meta := metav1.ObjectMeta{Namespace: "probe", Name: "probe", Labels: map[string]string{discovery.LabelServiceName: "probe"}}
+	return Snapshot{
+		ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", LocalhostNodePorts: true,
+		Services: []*v1.Service{{
+			ObjectMeta: meta,
+			Spec: v1.ServiceSpec{
+				Type: v1.ServiceTypeNodePort, ClusterIP: "10.43.0.1", SessionAffinity: v1.ServiceAffinityClientIP,
+				Ports: []v1.ServicePort{{Name: name, Port: port, NodePort: 30000, Protocol: proto}},
+			},
+		}},
+		Slices: []*discovery.EndpointSlice{{
+			ObjectMeta:  meta,
+			AddressType: discovery.AddressTypeIPv4,
+			Ports:       []discovery.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+			Endpoints:   []discovery.Endpoint{{Addresses: []string{"10.42.0.1"}}, {Addresses: []string{"10.42.0.2"}}},
+		}},
 	}
 }
