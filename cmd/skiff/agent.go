@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/skiff-org/skiff/pkg/agent"
 	"github.com/skiff-org/skiff/pkg/memtrim"
 	"github.com/skiff-org/skiff/pkg/pki"
+	"github.com/skiff-org/skiff/pkg/proxy"
 )
 
 func init() { commands = append(commands, agentCommand) }
@@ -21,6 +23,9 @@ func agentCommand() *cobra.Command {
 		Use:   "agent --server URL --token TOKEN",
 		Short: "Run a node (runtime and kubelet) that joins a skiff server",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := proxy.CheckBackend(cfg.ProxyBackend); err != nil {
+				return fmt.Errorf("--proxy-backend: %w", err)
+			}
 			rc, err := pki.AgentRESTConfig(server, token)
 			if err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiff-org/skiff/pkg/memtrim"
 	"github.com/skiff-org/skiff/pkg/preflight"
+	"github.com/skiff-org/skiff/pkg/proxy"
 	"github.com/skiff-org/skiff/pkg/server"
 )
 
@@ -69,6 +70,7 @@ func addServerFlags(f *pflag.FlagSet, sf *serverFlags) {
 	f.StringVar(&c.ClusterCIDR, "cluster-cidr", d.ClusterCIDR, "CIDR that node pod CIDRs are carved from")
 	f.StringVar(&c.NodePortRange, "service-node-port-range", d.NodePortRange, "range of ports NodePort Services get")
 	f.StringVar(&c.ClusterDNS, "cluster-dns", d.ClusterDNS, "ClusterIP of the kube-dns Service, written into pods' resolv.conf")
+	f.StringVar(&c.ProxyBackend, "proxy-backend", "", "how the built-in agent's service proxy programs the kernel: nftables, legacy (iptables-legacy) or nft (iptables-nft); default nftables when the kernel supports it, else legacy")
 	f.StringVar(&c.ClusterDomain, "cluster-domain", d.ClusterDomain, "DNS domain of the cluster")
 	f.BoolVar(&c.DisableAgent, "disable-agent", d.DisableAgent, "run only the control plane; this host runs no pods")
 	f.DurationVar(&c.NodeMonitorGracePeriod, "node-monitor-grace-period", d.NodeMonitorGracePeriod, "how long a node may go without renewing its lease before it is marked NotReady")
@@ -135,6 +137,9 @@ func validateServerConfig(c server.Config) error {
 	h, errH := strconv.Atoi(hi)
 	if !ok || errL != nil || errH != nil || l < 1 || h > 65535 || l > h {
 		return fmt.Errorf("--service-node-port-range %q: want FIRST-LAST, e.g. 30000-32767", c.NodePortRange)
+	}
+	if err := proxy.CheckBackend(c.ProxyBackend); err != nil {
+		return fmt.Errorf("--proxy-backend: %w", err)
 	}
 	for _, u := range c.EtcdServers {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {

@@ -59,6 +59,8 @@ func TestServerFlags(t *testing.T) {
 		{args: []string{"--service-node-port-range", "32767-30000"}, wantErr: "--service-node-port-range"},
 		{args: []string{"--etcd-servers", "10.0.0.1:2379"}, wantErr: "--etcd-servers"},
 		{args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{args: []string{"--proxy-backend", "ipvs"}, wantErr: `--proxy-backend: unknown proxy backend "ipvs"`},
+		{args: []string{"--proxy-backend", "legacy"}, check: func(c server.Config) bool { return c.ProxyBackend == "legacy" }},
 	}
 	for _, tt := range tests {
 		c, err := parseServerFlags(t, tt.args...)

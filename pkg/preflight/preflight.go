@@ -233,7 +233,7 @@ func Evaluate(opts Options, h Host) []Result {
 
 	switch {
 	case !h.HasIptables && !h.HasNft:
-		add("iptables", Error, "neither iptables nor nft is installed: services cannot be routed", "apt-get install iptables")
+		add("iptables", Warning, "neither iptables nor nft is installed: services work only if the kernel has nf_tables, which the proxy programs directly", "apt-get install iptables")
 	case !h.HasIptables:
 		add("iptables", Info, "nft found, iptables not installed", "")
 	default:

@@ -16,6 +16,16 @@ const (
 	BackendNFT      = "nft"
 )
 
+// CheckBackend says what is wrong with a backend name given on the command
+// line; "" (pick one) is valid.
+func CheckBackend(name string) error {
+	switch name {
+	case "", BackendNFTables, BackendLegacy, BackendNFT:
+		return nil
+	}
+	return fmt.Errorf("unknown proxy backend %q: want %s, %s or %s", name, BackendNFTables, BackendLegacy, BackendNFT)
+}
+
 // backend keeps the kernel's rules in step with snapshots.
 type backend interface {
 	name() string

@@ -87,7 +87,7 @@ func startComponents(ctx context.Context, wg *sync.WaitGroup, errc chan<- error,
 				RestConfig: run.Admin, DataDir: filepath.Join(cfg.DataDir, "agent"),
 				ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 				ServiceCIDR: cfg.ServiceCIDR, ClusterCIDR: cfg.ClusterCIDR,
-				NodeIP: cfg.AdvertiseAddress, ControlPlane: true,
+				NodeIP: cfg.AdvertiseAddress, ControlPlane: true, ProxyBackend: cfg.ProxyBackend,
 				Log: log.With("component", "agent"),
 			})
 		})

@@ -21,6 +21,7 @@ type Config struct {
 	ClusterCIDR        string   // --cluster-cidr (default 10.42.0.0/16)
 	NodePortRange      string   // default 30000-32767
 	ClusterDNS         string   // kube-dns ClusterIP (default 10.43.0.10)
+	ProxyBackend       string   // service proxy backend of the built-in agent: nftables, legacy or nft; "" picks
 	ClusterDomain      string   // default cluster.local
 	DisableAgent       bool
 	DisableScheduler   bool // for tests that run their own scheduler
