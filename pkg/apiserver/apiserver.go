@@ -99,6 +99,12 @@ func New(cfg Config) (*Server, error) {
 			s.groups = append(s.groups, r.Group)
 		}
 	}
+	for _, rv := range reviews {
+		if !seen[rv.gvr.Group] {
+			seen[rv.gvr.Group] = true
+			s.groups = append(s.groups, rv.gvr.Group)
+		}
+	}
 	if cfg.ServiceCIDR != nil {
 		s.alloc = newAllocator(cfg.Store, cfg.ServiceCIDR, cfg.NodePortMin, cfg.NodePortMax)
 	}

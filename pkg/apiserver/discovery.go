@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,6 +35,11 @@ func (s *Server) apiGroup(name string) metav1.APIGroup {
 	for gv := range s.byGV {
 		if gv.Group == name {
 			versions = append(versions, gv.Version)
+		}
+	}
+	for _, rv := range reviews {
+		if rv.gvr.Group == name && !slices.Contains(versions, rv.gvr.Version) {
+			versions = append(versions, rv.gvr.Version)
 		}
 	}
 	sort.Strings(versions)
@@ -85,6 +91,9 @@ func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request, gv sc
 				Group: sub.group, Version: sub.version, Verbs: sub.verbs,
 			})
 		}
+	}
+	for _, rv := range reviewsOf(gv) {
+		list.APIResources = append(list.APIResources, metav1.APIResource{Name: rv.gvr.Resource, Kind: rv.kind, Verbs: metav1.Verbs{"create"}})
 	}
 	sort.Slice(list.APIResources, func(i, j int) bool { return list.APIResources[i].Name < list.APIResources[j].Name })
 	writeJSON(w, http.StatusOK, &list)

@@ -44,7 +44,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}
-	if _, ok := s.byGV[gv]; !ok {
+	if s.serveReview(w, r, gv, rest) {
+		return
+	}
+	if _, ok := s.byGV[gv]; !ok && len(reviewsOf(gv)) == 0 {
 		writeError(w, r, notFoundPath(r.URL.Path))
 		return
 	}

@@ -78,14 +78,17 @@ func decodeBody(r *http.Request, res *resource, opts writeOptions) (runtime.Obje
 	return decodeInto(body, r.Header.Get("Content-Type"), res.New(), res, opts)
 }
 
+// errUnknownMedia answers a body in a media type the server does not read.
+var errUnknownMedia = &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
+	Reason: metav1.StatusReasonUnsupportedMediaType, Message: "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"}}
+
 func decodeInto(body []byte, contentType string, into runtime.Object, res *resource, opts writeOptions) (runtime.Object, []string, error) {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil, nil, badRequest("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
 	}
 	dec, ok := decoderFor(contentType, opts.validation != "Ignore")
 	if !ok {
-		return nil, nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
-			Reason: metav1.StatusReasonUnsupportedMediaType, Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")}}
+		return nil, nil, errUnknownMedia
 	}
 	want := into.GetObjectKind()
 	_ = want

@@ -36,6 +36,8 @@ func kubectlScenario(t *testing.T, k string) {
 	wantIn(t, "api-resources", s.must(t, k, "api-resources"),
 		"deployments", "deploy", "apps/v1", "pods", "po", "services", "svc", "leases", "coordination.k8s.io/v1", "endpointslices", "events.k8s.io/v1")
 	wantIn(t, "version", s.must(t, k, "version"), "Server Version", "v1.33")
+	// Every authenticated user may do everything until RBAC: the reviews say so.
+	wantIn(t, "auth can-i", s.must(t, k, "auth", "can-i", "delete", "deployments"), "yes")
 	wantIn(t, "explain", s.must(t, k, "explain", "deployment.spec.strategy"), "RollingUpdate", "rollingUpdate", "DESCRIPTION")
 
 	// Apply, apply again (unchanged), edit and apply (configured).
