@@ -233,25 +233,7 @@ func (b *nftBuilder) build(s Snapshot) *nftTable {
 	if b.cache == nil || cfg != b.cfg {
 		b.cfg, b.cache = cfg, map[string]nftCached{}
 	}
-	byService := map[string][]*discovery.EndpointSlice{}
-	for _, sl := range s.Slices {
-		if name := sl.Labels[discovery.LabelServiceName]; name != "" {
-			k := sl.Namespace + "/" + name
-			byService[k] = append(byService[k], sl)
-		}
-	}
-	svcs := make([]*v1.Service, 0, len(s.Services))
-	for _, svc := range s.Services {
-		if proxied(svc) {
-			svcs = append(svcs, svc)
-		}
-	}
-	sort.Slice(svcs, func(i, j int) bool {
-		if svcs[i].Namespace != svcs[j].Namespace {
-			return svcs[i].Namespace < svcs[j].Namespace
-		}
-		return svcs[i].Name < svcs[j].Name
-	})
+	svcs, byService := s.proxiedServices()
 
 	t := nftSkeleton(cfg, b.chains, b.sets)
 	seen := make(map[string]bool, len(svcs))

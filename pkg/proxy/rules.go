@@ -157,17 +157,16 @@ func proxied(svc *v1.Service) bool {
 	return err == nil && ip.Is4()
 }
 
-// Build computes the ruleset for a snapshot. It is a pure function: the same
-// snapshot always gives the same rules, in the same order.
-func Build(s Snapshot) Ruleset {
+// proxiedServices lists the Services the proxy handles, sorted by namespace
+// and name so that every build comes out in the same order, and their
+// EndpointSlices by "namespace/name".
+func (s Snapshot) proxiedServices() ([]*v1.Service, map[string][]*discovery.EndpointSlice) {
 	byService := map[string][]*discovery.EndpointSlice{}
 	for _, sl := range s.Slices {
-		name := sl.Labels[discovery.LabelServiceName]
-		if name == "" {
-			continue
+		if name := sl.Labels[discovery.LabelServiceName]; name != "" {
+			k := sl.Namespace + "/" + name
+			byService[k] = append(byService[k], sl)
 		}
-		k := sl.Namespace + "/" + name
-		byService[k] = append(byService[k], sl)
 	}
 	svcs := make([]*v1.Service, 0, len(s.Services))
 	for _, svc := range s.Services {
@@ -181,6 +180,13 @@ func Build(s Snapshot) Ruleset {
 		}
 		return svcs[i].Name < svcs[j].Name
 	})
+	return svcs, byService
+}
+
+// Build computes the ruleset for a snapshot. It is a pure function: the same
+// snapshot always gives the same rules, in the same order.
+func Build(s Snapshot) Ruleset {
+	svcs, byService := s.proxiedServices()
 
 	var (
 		services  []string // nat SKIFF-SERVICES
