@@ -325,6 +325,43 @@ func TestAgentIntegration(t *testing.T) {
 		waitFile(t, seen, "two")
 	})
 
+	t.Run("sidecar runs beside the app and restarts", func(t *testing.T) {
+		always := v1.ContainerRestartPolicyAlways
+		p := pod("side", v1.RestartPolicyNever, "exec sleep 1000")
+		p.Spec.Volumes = []v1.Volume{{Name: "work", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}}
+		mount := []v1.VolumeMount{{Name: "work", MountPath: "/work"}}
+		p.Spec.InitContainers = []v1.Container{
+			{Name: "proxy", Image: "busybox", Command: []string{"sh", "-c", "echo $$$$ > /work/pid; exec sleep 1000"}, RestartPolicy: &always, VolumeMounts: mount},
+			{Name: "setup", Image: "busybox", Command: []string{"true"}},
+		}
+		created := create(p)
+		waitPod(t, client, "side", "running with its sidecar", func(p *v1.Pod) bool {
+			ready := false
+			for _, c := range p.Status.Conditions {
+				ready = ready || c.Type == v1.PodReady && c.Status == v1.ConditionTrue
+			}
+			return p.Status.Phase == v1.PodRunning && ready && len(p.Status.InitContainerStatuses) == 2 &&
+				p.Status.InitContainerStatuses[0].State.Running != nil && p.Status.InitContainerStatuses[1].State.Terminated != nil
+		})
+		// Kill the sidecar's process: restarted although the pod says Never.
+		pidFile := filepath.Join(dataDir, "pods", string(created.UID), "volumes", "kubernetes.io~empty-dir", "work", "pid")
+		b, err := os.ReadFile(pidFile)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid == 0 {
+			t.Fatalf("sidecar pid from %s: %q, %v", pidFile, b, err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitPod(t, client, "side", "sidecar restarted", func(p *v1.Pod) bool {
+			return len(p.Status.InitContainerStatuses) == 2 && p.Status.InitContainerStatuses[0].RestartCount >= 1 &&
+				p.Status.InitContainerStatuses[0].State.Running != nil && p.Status.Phase == v1.PodRunning
+		})
+		if err := client.CoreV1().Pods("default").Delete(ctx, "side", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("deletion removes the pod", func(t *testing.T) {
 		if err := client.CoreV1().Pods("default").Delete(ctx, "live", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)

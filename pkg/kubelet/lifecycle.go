@@ -3,6 +3,7 @@ package kubelet
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -137,9 +138,26 @@ func shouldRestart(policy v1.RestartPolicy, exitCode int32) bool {
 	}
 }
 
-// initDone says whether the pod's init containers have all completed in the
-// current sandbox (or app containers already started, which implies it).
-func initDone(pod *v1.Pod, v *podView) bool {
+// isSidecar reports whether an init container is a sidecar: restartPolicy
+// Always makes it start in order with the init containers, keep running
+// beside the app containers, restart whenever it exits and stop after them.
+func isSidecar(c *v1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways
+}
+
+// sidecarStarted reports whether a sidecar instance runs and has passed its
+// startup probe, which is when the next init container may start.
+func sidecarStarted(c *v1.Container, inst *containerInstance, probes map[string]probeState) bool {
+	if inst == nil || !inst.running() {
+		return false
+	}
+	return c.StartupProbe == nil || probes[inst.ID].Started
+}
+
+// initDone says whether the pod's init containers have all completed (a
+// sidecar: started) in the current sandbox, or app containers already
+// started, which implies it.
+func initDone(pod *v1.Pod, v *podView, probes map[string]probeState) bool {
 	if len(pod.Spec.InitContainers) == 0 {
 		return true
 	}
@@ -153,12 +171,29 @@ func initDone(pod *v1.Pod, v *podView) bool {
 		}
 	}
 	for i := range pod.Spec.InitContainers {
-		inst := latestIn(v, pod.Spec.InitContainers[i].Name, sb.ID)
+		ic := &pod.Spec.InitContainers[i]
+		inst := latestIn(v, ic.Name, sb.ID)
+		if isSidecar(ic) {
+			if !sidecarStarted(ic, inst, probes) {
+				return false
+			}
+			continue
+		}
 		if inst == nil || !inst.exited() || inst.ExitCode != 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// sidecarNamed reports whether name is one of pod's sidecars.
+func sidecarNamed(pod *v1.Pod, name string) bool {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return isSidecar(&pod.Spec.InitContainers[i])
+		}
+	}
+	return false
 }
 
 // latestIn is the newest instance of name in the given sandbox.
@@ -189,7 +224,14 @@ func computePlan(in syncInput) plan {
 	if pod.DeletionTimestamp != nil || isTerminal(pod.Status.Phase) {
 		p.Terminate = true
 		grace := gracePeriod(pod, in.Now)
-		for _, c := range v.running() {
+		// App containers stop first; sidecars only once they are gone, so
+		// that a proxy or log shipper outlives the app it serves.
+		running := v.running()
+		apps := slices.DeleteFunc(slices.Clone(running), func(c containerInstance) bool { return sidecarNamed(pod, c.Name) })
+		if len(apps) > 0 {
+			running = apps
+		}
+		for _, c := range running {
 			p.Kill = append(p.Kill, killAction{ID: c.ID, Name: c.Name, Grace: grace, Message: fmt.Sprintf("Stopping container %s", c.Name)})
 		}
 		for _, sb := range v.Sandboxes {
@@ -242,10 +284,23 @@ func computePlan(in syncInput) plan {
 		return p
 	}
 
-	if !initDone(pod, v) {
+	if !initDone(pod, v, in.Probes) {
 		for i := range pod.Spec.InitContainers {
 			ic := &pod.Spec.InitContainers[i]
 			inst := latestIn(v, ic.Name, sb.ID)
+			if isSidecar(ic) {
+				switch {
+				case sidecarStarted(ic, inst, in.Probes):
+					continue
+				case inst == nil:
+					p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: nextAttempt(v, ic.Name)})
+				case inst.State == 0: // CREATED
+					p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: inst.Attempt, ExistingID: inst.ID})
+				case inst.exited():
+					restartAfterBackOff(&p, in, ic.Name, true, inst)
+				}
+				return p // starting, or running until its startup probe passes
+			}
 			switch {
 			case inst == nil:
 				p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: nextAttempt(v, ic.Name)})
@@ -267,6 +322,23 @@ func computePlan(in syncInput) plan {
 		return p
 	}
 
+	// Sidecars keep running beside the app containers, whatever the pod's
+	// restartPolicy.
+	for i := range pod.Spec.InitContainers {
+		ic := &pod.Spec.InitContainers[i]
+		if !isSidecar(ic) {
+			continue
+		}
+		inst := latestIn(v, ic.Name, sb.ID)
+		switch {
+		case inst == nil:
+			p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: nextAttempt(v, ic.Name)})
+		case inst.State == 0: // CREATED
+			p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: inst.Attempt, ExistingID: inst.ID})
+		case inst.exited():
+			restartAfterBackOff(&p, in, ic.Name, true, inst)
+		}
+	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		inst := v.latest(c.Name)

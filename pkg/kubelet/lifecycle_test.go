@@ -203,3 +203,98 @@ func TestSurplus(t *testing.T) {
 		}
 	}
 }
+
+// sidecarPod has sidecar isc (restartPolicy Always, optionally a startup
+// probe), then init container i1, then app.
+func sidecarPod(policy v1.RestartPolicy, startupProbe bool) *v1.Pod {
+	p := testPod(policy, []string{"isc", "i1"}, "app")
+	always := v1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers[0].RestartPolicy = &always
+	if startupProbe {
+		p.Spec.InitContainers[0].StartupProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"true"}}}}
+	}
+	return p
+}
+
+func TestSidecarPlan(t *testing.T) {
+	sc := func(state runtimeapi.ContainerState, attempt uint32) containerInstance {
+		finished := time.Time{}
+		if state == exited {
+			finished = t0.Add(-time.Minute)
+		}
+		return inst("isc", attempt, state, 1, t0.Add(-2*time.Minute), finished)
+	}
+	deleting := sidecarPod(v1.RestartPolicyAlways, false)
+	ts := metav1.NewTime(t0.Add(20 * time.Second))
+	deleting.DeletionTimestamp = &ts
+	tests := []struct {
+		name      string
+		pod       *v1.Pod
+		view      []containerInstance
+		probes    map[string]probeState
+		wantStart []string
+		wantKill  []string
+		wantWait  bool // back-off
+	}{
+		{"the sidecar starts first", sidecarPod(v1.RestartPolicyAlways, false), nil, nil, []string{"isc"}, nil, false},
+		{"a running sidecar lets the next init container start", sidecarPod(v1.RestartPolicyAlways, false),
+			[]containerInstance{sc(running, 0)}, nil, []string{"i1"}, nil, false},
+		{"its startup probe holds the next one back", sidecarPod(v1.RestartPolicyAlways, true),
+			[]containerInstance{sc(running, 0)}, map[string]probeState{"isc-0": {Started: false}}, nil, nil, false},
+		{"once started, the next one goes", sidecarPod(v1.RestartPolicyAlways, true),
+			[]containerInstance{sc(running, 0)}, map[string]probeState{"isc-0": {Started: true}}, []string{"i1"}, nil, false},
+		{"init done: the app starts beside the running sidecar", sidecarPod(v1.RestartPolicyAlways, false),
+			[]containerInstance{sc(running, 0), inst("i1", 0, exited, 0, t0, t0)}, nil, []string{"app"}, nil, false},
+		{"an exited sidecar restarts even under Never", sidecarPod(v1.RestartPolicyNever, false),
+			[]containerInstance{inst("app", 0, running, 0, t0, time.Time{}), sc(exited, 1), inst("i1", 0, exited, 0, t0, t0)}, nil, []string{"isc"}, nil, false},
+		{"a sidecar that just died waits its back-off", sidecarPod(v1.RestartPolicyAlways, false),
+			[]containerInstance{inst("app", 0, running, 0, t0, time.Time{}), inst("isc", 3, exited, 1, t0.Add(-3*time.Second), t0.Add(-time.Second)), inst("i1", 0, exited, 0, t0, t0)},
+			nil, nil, nil, true},
+		{"deletion stops the app first", deleting,
+			[]containerInstance{inst("app", 0, running, 0, t0, time.Time{}), sc(running, 0), inst("i1", 0, exited, 0, t0, t0)}, nil, nil, []string{"app-0"}, false},
+		{"then the sidecar", deleting,
+			[]containerInstance{inst("app", 0, exited, 0, t0, t0), sc(running, 0), inst("i1", 0, exited, 0, t0, t0)}, nil, nil, []string{"isc-0"}, false},
+	}
+	for _, tt := range tests {
+		v := podView{Sandboxes: sandboxOK(), Containers: tt.view}
+		v.sortView()
+		p := computePlan(syncInput{Pod: tt.pod, View: v, Probes: tt.probes, BackoffBase: map[string]uint32{}, Now: t0})
+		var starts, kills []string
+		for _, s := range p.Start {
+			starts = append(starts, s.Name)
+		}
+		for _, k := range p.Kill {
+			kills = append(kills, k.ID)
+		}
+		if !slices.Equal(starts, tt.wantStart) || !slices.Equal(kills, tt.wantKill) || (len(p.BackOff) > 0) != tt.wantWait {
+			t.Errorf("%s: start %v kill %v back-off %v; want start %v kill %v back-off %v", tt.name, starts, kills, p.BackOff, tt.wantStart, tt.wantKill, tt.wantWait)
+		}
+	}
+}
+
+func TestSidecarStatus(t *testing.T) {
+	pod := sidecarPod(v1.RestartPolicyAlways, false)
+	pod.Spec.InitContainers[0].ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"true"}}}}
+	v := podView{Sandboxes: sandboxOK(), Containers: []containerInstance{
+		inst("app", 0, running, 0, t0, time.Time{}), inst("isc", 0, running, 0, t0, time.Time{}), inst("i1", 0, exited, 0, t0, t0)}}
+	v.sortView()
+	for _, ready := range []bool{false, true} {
+		st := computeStatus(statusInput{Pod: pod, View: v, Probes: map[string]probeState{"isc-0": {Ready: ready, Started: true}, "app-0": {Ready: true, Started: true}}, Now: t0})
+		if st.Phase != v1.PodRunning {
+			t.Errorf("ready=%v: phase %s, want Running", ready, st.Phase)
+		}
+		if c := findCondition(st.Conditions, v1.PodInitialized); c == nil || c.Status != v1.ConditionTrue {
+			t.Errorf("ready=%v: Initialized = %+v, want True with the sidecar running", ready, c)
+		}
+		want := v1.ConditionFalse
+		if ready {
+			want = v1.ConditionTrue
+		}
+		if c := findCondition(st.Conditions, v1.PodReady); c == nil || c.Status != want {
+			t.Errorf("ready=%v: Ready = %+v, want %s (the sidecar's readiness counts)", ready, c, want)
+		}
+		if cs := st.InitContainerStatuses[0]; cs.State.Running == nil || cs.Ready != ready || cs.Started == nil || !*cs.Started {
+			t.Errorf("ready=%v: sidecar status %+v", ready, cs)
+		}
+	}
+}

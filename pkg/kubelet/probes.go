@@ -76,8 +76,16 @@ func (m *probeManager) syncPod(pod *v1.Pod, view *podView) {
 		podIP = m.k.cfg.NodeIP
 	}
 	terminating := pod.DeletionTimestamp != nil || isTerminal(pod.Status.Phase)
+	probed := make([]*v1.Container, 0, len(pod.Spec.Containers)+len(pod.Spec.InitContainers))
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			probed = append(probed, &pod.Spec.InitContainers[i]) // sidecars are probed like app containers
+		}
+	}
 	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
+		probed = append(probed, &pod.Spec.Containers[i])
+	}
+	for _, c := range probed {
 		inst := view.latest(c.Name)
 		if inst == nil || !inst.running() || terminating {
 			continue

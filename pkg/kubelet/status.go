@@ -67,7 +67,7 @@ func computeStatus(in statusInput) v1.PodStatus {
 		st.PodIP, st.PodIPs = old.PodIP, old.PodIPs // keep the IP a finished pod had
 	}
 
-	inited := initDone(pod, v)
+	inited := initDone(pod, v, in.Probes)
 	for i := range pod.Spec.InitContainers {
 		st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(in, &pod.Spec.InitContainers[i], true, inited))
 	}
@@ -91,7 +91,13 @@ func computeStatus(in statusInput) v1.PodStatus {
 	sandboxReady := sb != nil && sb.Ready && !isTerminal(st.Phase)
 	cond(v1.PodReadyToStartContainers, sandboxReady, "", "")
 	var initPending []string
-	for _, cs := range st.InitContainerStatuses {
+	for i, cs := range st.InitContainerStatuses {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			if cs.State.Running == nil || cs.Started == nil || !*cs.Started {
+				initPending = append(initPending, cs.Name)
+			}
+			continue
+		}
 		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
 			initPending = append(initPending, cs.Name)
 		}
@@ -102,6 +108,11 @@ func computeStatus(in statusInput) v1.PodStatus {
 		cond(v1.PodInitialized, false, "ContainersNotInitialized", fmt.Sprintf("containers with incomplete status: [%s]", strings.Join(initPending, " ")))
 	}
 	var unready []string
+	for i, cs := range st.InitContainerStatuses {
+		if isSidecar(&pod.Spec.InitContainers[i]) && !cs.Ready && !isTerminal(st.Phase) {
+			unready = append(unready, cs.Name) // a sidecar's readiness counts toward the pod's
+		}
+	}
 	for _, cs := range st.ContainerStatuses {
 		if !cs.Ready {
 			unready = append(unready, cs.Name)
@@ -195,7 +206,7 @@ func containerStatus(in statusInput, c *v1.Container, init, inited bool) v1.Cont
 		pr, ok := in.Probes[inst.ID]
 		started := c.StartupProbe == nil || (ok && pr.Started)
 		cs.Started = &started
-		if init {
+		if init && !isSidecar(c) {
 			cs.Ready = false
 		} else {
 			cs.Ready = started && (c.ReadinessProbe == nil || (ok && pr.Ready))
@@ -241,7 +252,10 @@ func terminatedState(in statusInput, c *containerInstance) v1.ContainerState {
 // podPhase applies Kubernetes' phase rules to the container statuses.
 func podPhase(pod *v1.Pod, st *v1.PodStatus, inited bool) v1.PodPhase {
 	if !inited {
-		for _, cs := range st.InitContainerStatuses {
+		for i, cs := range st.InitContainerStatuses {
+			if isSidecar(&pod.Spec.InitContainers[i]) {
+				continue // restarted whatever the pod's restartPolicy
+			}
 			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && pod.Spec.RestartPolicy == v1.RestartPolicyNever {
 				return v1.PodFailed
 			}
