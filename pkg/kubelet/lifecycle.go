@@ -289,16 +289,10 @@ func computePlan(in syncInput) plan {
 			ic := &pod.Spec.InitContainers[i]
 			inst := latestIn(v, ic.Name, sb.ID)
 			if isSidecar(ic) {
-				switch {
-				case sidecarStarted(ic, inst, in.Probes):
+				if sidecarStarted(ic, inst, in.Probes) {
 					continue
-				case inst == nil:
-					p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: nextAttempt(v, ic.Name)})
-				case inst.State == 0: // CREATED
-					p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: inst.Attempt, ExistingID: inst.ID})
-				case inst.exited():
-					restartAfterBackOff(&p, in, ic.Name, true, inst)
 				}
+				keepSidecar(&p, in, ic.Name, inst)
 				return p // starting, or running until its startup probe passes
 			}
 			switch {
@@ -329,15 +323,7 @@ func computePlan(in syncInput) plan {
 		if !isSidecar(ic) {
 			continue
 		}
-		inst := latestIn(v, ic.Name, sb.ID)
-		switch {
-		case inst == nil:
-			p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: nextAttempt(v, ic.Name)})
-		case inst.State == 0: // CREATED
-			p.Start = append(p.Start, startAction{Name: ic.Name, Init: true, Attempt: inst.Attempt, ExistingID: inst.ID})
-		case inst.exited():
-			restartAfterBackOff(&p, in, ic.Name, true, inst)
-		}
+		keepSidecar(&p, in, ic.Name, latestIn(v, ic.Name, sb.ID))
 	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
@@ -358,6 +344,20 @@ func computePlan(in syncInput) plan {
 		}
 	}
 	return p
+}
+
+// keepSidecar starts the named sidecar when its newest instance in the
+// current sandbox (inst) is missing, only created, or exited (after its
+// back-off); a running one is left alone.
+func keepSidecar(p *plan, in syncInput, name string, inst *containerInstance) {
+	switch {
+	case inst == nil:
+		p.Start = append(p.Start, startAction{Name: name, Init: true, Attempt: nextAttempt(&in.View, name)})
+	case inst.State == 0: // CREATED
+		p.Start = append(p.Start, startAction{Name: name, Init: true, Attempt: inst.Attempt, ExistingID: inst.ID})
+	case inst.exited():
+		restartAfterBackOff(p, in, name, true, inst)
+	}
 }
 
 // restartAfterBackOff starts a new instance of an exited container now, or
