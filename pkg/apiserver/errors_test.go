@@ -44,6 +44,12 @@ func TestBadInput(t *testing.T) {
 		return resp.StatusCode, st, resp.Header
 	}
 	cms := "/api/v1/namespaces/default/configmaps"
+	if _, err := c.Client.CoreV1().Pods("default").Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		client   *http.Client
@@ -66,6 +72,8 @@ func TestBadInput(t *testing.T) {
 		{"invalid name", admin, "POST", cms, "application/json", []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}`), 422, metav1.StatusReasonInvalid, "metadata.name"},
 		{"unknown resource", admin, "GET", "/api/v1/namespaces/default/widgets", "", nil, 404, metav1.StatusReasonNotFound, ""},
 		{"bad patch type", admin, "PATCH", cms + "/x", "text/plain", []byte(`{}`), 415, metav1.StatusReasonUnsupportedMediaType, ""},
+		// The patch library panics comparing a list merge key; the request is at fault.
+		{"list as merge key", admin, "PATCH", "/api/v1/namespaces/default/pods/p", "application/strategic-merge-patch+json", []byte(`{"spec":{"containers":[{"name":[]}]}}`), 400, metav1.StatusReasonBadRequest, "strategic merge patch"},
 		{"bad label selector", admin, "GET", cms + "?labelSelector=a%3D%3D%3Db", "", nil, 400, metav1.StatusReasonBadRequest, ""},
 	}
 	for _, tt := range tests {

@@ -3,10 +3,13 @@ package apiserver_test
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -106,6 +109,14 @@ func mutate(r *rand.Rand, v any) any {
 	}
 }
 
+// mutationSeed picks the random sequence; CI runs the default one so that a
+// failure repeats, and `go test -run TestMutatedBodies -mutation.seed N
+// -mutation.rounds 1000` explores others.
+var (
+	mutationSeed   = flag.Uint64("mutation.seed", 1, "seed of TestMutatedBodies' random mutations")
+	mutationRounds = flag.Int("mutation.rounds", 150, "mutations per kind in TestMutatedBodies")
+)
+
 // TestMutatedBodies creates and updates objects of every kind from valid
 // seeds with random values broken: whatever the server answers, it must not
 // be a server error (a 5xx means a panic or an unhandled case).
@@ -115,11 +126,11 @@ func TestMutatedBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rounds := 150
+	rounds := *mutationRounds
 	if testing.Short() {
 		rounds = 20
 	}
-	r := rand.New(rand.NewPCG(1, 2))
+	r := rand.New(rand.NewPCG(*mutationSeed, 2))
 	codes := map[int]int{}
 	send := func(method, url, ctype string, body []byte) int {
 		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
@@ -131,12 +142,13 @@ func TestMutatedBodies(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode >= 500 {
-			t.Errorf("%s %s = %d %s\nbody sent: %s", method, url, resp.StatusCode, b, body)
+			t.Errorf("seed %d: "+"%s %s = %d %s\nbody sent: %s", *mutationSeed, method, url, resp.StatusCode, b, body)
 		}
 		codes[resp.StatusCode]++
 		return resp.StatusCode
 	}
-	for path, seed := range seeds {
+	for _, path := range slices.Sorted(maps.Keys(seeds)) {
+		seed := seeds[path]
 		var obj map[string]any
 		if err := json.Unmarshal([]byte(seed), &obj); err != nil {
 			t.Fatalf("seed for %s: %v", path, err)

@@ -135,11 +135,28 @@ func applyPatch(res *resource, cur runtime.Object, pt string, patch []byte, opts
 			return nil, nil, badRequest("%v", err)
 		}
 	case patchStrategic:
-		if patched, err = strategicpatch.StrategicMergePatch(curJSON, patch, res.New()); err != nil {
-			return nil, nil, badRequest("%v", err)
+		if patched, err = strategicMerge(curJSON, patch, res.New()); err != nil {
+			return nil, nil, err
 		}
 	}
 	return decodeInto(patched, mediaJSON, res.New(), res, opts)
+}
+
+// strategicMerge applies a strategic merge patch; a patch it cannot apply is
+// a 400. The library panics on some malformed patches (a list where a merge
+// key's scalar belongs compares uncomparable values); the fault is in the
+// request, so that is a 400 too rather than a 500.
+func strategicMerge(doc, patch []byte, t interface{}) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, badRequest("invalid strategic merge patch: %v", p)
+		}
+	}()
+	out, err = strategicpatch.StrategicMergePatch(doc, patch, t)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	return out, nil
 }
 
 // toTyped turns what the field manager returns into the resource's Go type.
@@ -191,11 +208,7 @@ func patchJSONDoc(doc []byte, contentType string, patch []byte, t interface{}) (
 		}
 		return out, nil
 	case patchStrategic:
-		out, err := strategicpatch.StrategicMergePatch(doc, patch, t)
-		if err != nil {
-			return nil, badRequest("%v", err)
-		}
-		return out, nil
+		return strategicMerge(doc, patch, t)
 	}
 	return nil, &apierrors.StatusError{ErrStatus: unsupportedPatch(contentType)}
 }
