@@ -111,13 +111,18 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// keyPrefix is /registry/<group>/<resource>/, with "core" for the legacy group.
+// keyPrefix is /registry/<group>/<resource>/, with "core" for the legacy
+// group, of the resource whose form r is stored in.
 func keyPrefix(r *registry.Resource) string {
-	g := r.Group
+	gvr := r.GroupVersionResource
+	if r.Storage != nil {
+		gvr = r.Storage.GroupVersionResource
+	}
+	g := gvr.Group
 	if g == "" {
 		g = "core"
 	}
-	return "/registry/" + g + "/" + r.GroupVersionResource.Resource + "/"
+	return "/registry/" + g + "/" + gvr.Resource + "/"
 }
 
 // key is where one object lives.

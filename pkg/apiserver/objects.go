@@ -19,11 +19,17 @@ import (
 
 func decoderOf(r *resource) watchcache.Decoder {
 	gvk := r.GroupVersionKind()
+	stored, newStored := gvk, r.New
+	if st := r.Storage; st != nil {
+		stored, newStored = st.GroupVersion().WithKind(st.Kind), st.New
+	}
 	return func(data []byte, rev int64) (runtime.Object, error) {
-		obj := r.New()
-		out, _, err := protoSerializer.Decode(data, &gvk, obj)
+		out, _, err := protoSerializer.Decode(data, &stored, newStored())
 		if err != nil {
 			return nil, err
+		}
+		if r.Storage != nil {
+			out = r.Storage.From(out)
 		}
 		out.GetObjectKind().SetGroupVersionKind(gvk)
 		m, err := meta.Accessor(out)
@@ -44,10 +50,16 @@ func encodeForStorage(r *resource, obj runtime.Object) ([]byte, error) {
 	}
 	rv := m.GetResourceVersion()
 	m.SetResourceVersion("")
+	defer m.SetResourceVersion(rv)
 	obj.GetObjectKind().SetGroupVersionKind(r.GroupVersionKind())
+	if st := r.Storage; st != nil {
+		// The converted object shares obj's metadata, so it has no
+		// resourceVersion either.
+		obj = st.To(obj)
+		obj.GetObjectKind().SetGroupVersionKind(st.GroupVersion().WithKind(st.Kind))
+	}
 	var buf bytes.Buffer
 	err = protoSerializer.Encode(obj, &buf)
-	m.SetResourceVersion(rv)
 	return buf.Bytes(), err
 }
 

@@ -104,8 +104,7 @@ func eventsV1Row(obj runtime.Object, now time.Time) []interface{} {
 }
 
 // coreEventFromV1 maps an events.k8s.io/v1 Event onto the core/v1 shape;
-// Kubernetes stores both as one type, so they print, select and validate
-// alike.
+// both are stored as one type, so they print, select and validate alike.
 func coreEventFromV1(ev *eventsv1.Event) *corev1.Event {
 	out := &corev1.Event{
 		ObjectMeta:          ev.ObjectMeta,
@@ -125,6 +124,30 @@ func coreEventFromV1(ev *eventsv1.Event) *corev1.Event {
 	}
 	if ev.Series != nil {
 		out.Series = &corev1.EventSeries{Count: ev.Series.Count, LastObservedTime: ev.Series.LastObservedTime}
+	}
+	return out
+}
+
+// eventV1FromCore is the events.k8s.io/v1 view of a stored core/v1 Event.
+func eventV1FromCore(ev *corev1.Event) *eventsv1.Event {
+	out := &eventsv1.Event{
+		ObjectMeta:               ev.ObjectMeta,
+		Regarding:                ev.InvolvedObject,
+		Reason:                   ev.Reason,
+		Note:                     ev.Message,
+		DeprecatedSource:         ev.Source,
+		DeprecatedFirstTimestamp: ev.FirstTimestamp,
+		DeprecatedLastTimestamp:  ev.LastTimestamp,
+		DeprecatedCount:          ev.Count,
+		Type:                     ev.Type,
+		EventTime:                ev.EventTime,
+		Related:                  ev.Related,
+		ReportingController:      ev.ReportingController,
+		ReportingInstance:        ev.ReportingInstance,
+		Action:                   ev.Action,
+	}
+	if ev.Series != nil {
+		out.Series = &eventsv1.EventSeries{Count: ev.Series.Count, LastObservedTime: ev.Series.LastObservedTime}
 	}
 	return out
 }

@@ -68,6 +68,21 @@ type Resource struct {
 	// Fields returns the fields a field selector may match, including
 	// metadata.name and metadata.namespace.
 	Fields func(obj runtime.Object) fields.Set
+
+	// Storage, when set, keeps this resource's objects as another resource's:
+	// both serve the same stored objects, each converting on the way in and
+	// out, as Kubernetes keeps events.k8s.io/v1 events as core/v1 events.
+	Storage *StorageForm
+}
+
+// StorageForm is the resource, and its Go type, that objects are kept as.
+type StorageForm struct {
+	schema.GroupVersionResource
+	Kind string
+	New  func() runtime.Object
+	// To converts a served object to the stored type, From back; both may
+	// share the object's metadata with their input.
+	To, From func(runtime.Object) runtime.Object
 }
 
 // ScaleSpec says where the scale subresource reads and writes its numbers.

@@ -303,6 +303,12 @@ func eventsV1() *Resource {
 		Columns:    eventColumns,
 		Row:        eventsV1Row,
 		Fields:     eventsV1Fields,
+		Storage: &StorageForm{
+			GroupVersionResource: gvr("", "v1", "events"), Kind: "Event",
+			New:  func() runtime.Object { return &corev1.Event{} },
+			To:   func(obj runtime.Object) runtime.Object { return coreEventFromV1(obj.(*eventsv1.Event)) },
+			From: func(obj runtime.Object) runtime.Object { return eventV1FromCore(obj.(*corev1.Event)) },
+		},
 	}
 }
 
