@@ -364,8 +364,14 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 			}
 			curRev = kv.Revision
 		}
+		// Whatever a cached object makes fail (a JSON patch test, an
+		// immutable field, a UID precondition) is checked again on etcd's
+		// copy before the client hears of it.
 		obj, err := mutate(cur.DeepCopyObject())
 		if err != nil {
+			if fromCache {
+				continue
+			}
 			return nil, false, err
 		}
 		nm, om := mustMeta(obj), mustMeta(cur)
@@ -377,6 +383,9 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 			return nil, false, apierrors.NewConflict(gr, name, errors.New(msgModified))
 		}
 		if nm.GetUID() != "" && nm.GetUID() != om.GetUID() {
+			if fromCache {
+				continue
+			}
 			return nil, false, apierrors.NewConflict(gr, name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", nm.GetUID(), om.GetUID()))
 		}
 		if nm.GetName() != "" && nm.GetName() != name {
@@ -414,6 +423,9 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 			res.Default(obj)
 		}
 		if err := s.validate(res, obj, cur); err != nil {
+			if fromCache {
+				continue
+			}
 			return nil, false, err
 		}
 		if !opts.applied && len(om.GetManagedFields()) > 0 {
@@ -427,6 +439,11 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 		}
 		obj.GetObjectKind().SetGroupVersionKind(res.GroupVersionKind())
 		if sameObject(obj, cur) {
+			if fromCache {
+				// The cache may lag: etcd may hold something else that this
+				// write must still replace.
+				continue
+			}
 			return cur, false, nil
 		}
 		if nm.GetDeletionTimestamp() != nil && len(nm.GetFinalizers()) == 0 && !namespaceHeld(obj) {
@@ -447,6 +464,9 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 		}
 		sides, commit, err := s.allocate(ctx, res, obj, cur)
 		if err != nil {
+			if fromCache {
+				continue
+			}
 			return nil, false, err
 		}
 		if opts.dryRun {
