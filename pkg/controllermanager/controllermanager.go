@@ -29,6 +29,7 @@ import (
 	"github.com/skiff-org/skiff/pkg/controller/namespace"
 	"github.com/skiff-org/skiff/pkg/controller/nodeipam"
 	"github.com/skiff-org/skiff/pkg/controller/nodelifecycle"
+	"github.com/skiff-org/skiff/pkg/controller/rootcacert"
 	"github.com/skiff-org/skiff/pkg/controller/serviceaccount"
 )
 
@@ -69,6 +70,10 @@ type Config struct {
 	NodeCIDRMaskSize       int           // default 24
 	QPS                    float32       // default DefaultQPS
 	Burst                  int           // default DefaultBurst
+	// RootCA is the PEM of the CA that signs the API server's serving
+	// certificate, published to every namespace as kube-root-ca.crt. Empty
+	// means the root CA publisher does not run.
+	RootCA []byte
 
 	// Leader election timings; zero means Kubernetes' defaults. Tests
 	// shorten them to see a takeover in seconds.
@@ -222,6 +227,9 @@ func runControllers(ctx context.Context, cfg Config, rc *rest.Config, client kub
 		{"serviceaccount", 2, serviceaccount.New(client, factory, log)},
 		{"namespace", 4, namespace.New(client, dyn, disc, factory, log)},
 		{"garbagecollector", 10, garbagecollector.New(md, disc, log)},
+	}
+	if len(cfg.RootCA) > 0 {
+		cs = append(cs, controller{"rootcacert", 2, rootcacert.New(client, factory, log, cfg.RootCA)})
 	}
 	cs = append(cs, replication(client, factory, log)...)
 

@@ -77,7 +77,7 @@ func startComponents(ctx context.Context, wg *sync.WaitGroup, errc chan<- error,
 			return controllermanager.Run(ctx, controllermanager.Config{
 				Client: run.Admin, Log: log.With("component", "controller-manager"),
 				LeaderElect: cfg.LeaderElect, NodeMonitorGracePeriod: cfg.NodeMonitorGracePeriod,
-				ClusterCIDR: cfg.ClusterCIDR,
+				ClusterCIDR: cfg.ClusterCIDR, RootCA: run.Bundle.CAPEM,
 			})
 		})
 	}
