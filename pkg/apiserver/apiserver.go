@@ -6,21 +6,25 @@ package apiserver
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/skiff-org/skiff/pkg/registry"
+	"github.com/skiff-org/skiff/pkg/satoken"
 	"github.com/skiff-org/skiff/pkg/storage"
 	"github.com/skiff-org/skiff/pkg/watchcache"
 )
@@ -33,7 +37,10 @@ type Config struct {
 	// signed by ClientCA are accepted too.
 	Token    string
 	ClientCA *x509.CertPool
-	CAPEM    []byte // served at /cacerts so agents can pin it by hash
+	// ServiceAccountTokens signs the tokens of the TokenRequest API and
+	// authenticates them; nil serves neither.
+	ServiceAccountTokens *satoken.Signer
+	CAPEM                []byte // served at /cacerts so agents can pin it by hash
 
 	ServiceCIDR              *net.IPNet
 	NodePortMin, NodePortMax int
@@ -213,7 +220,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok"))
 		return
 	}
-	if !s.authenticated(r) {
+	if _, ok := s.authenticate(r); !ok {
 		writeStatus(w, r, metav1.Status{Status: metav1.StatusFailure, Message: "Unauthorized", Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized})
 		return
 	}
@@ -245,18 +252,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.route(w, r)
 }
 
-// authenticated accepts a client certificate verified against the cluster CA
-// or the bearer secret.
-func (s *Server) authenticated(r *http.Request) bool {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return true
+// authenticate says who a request comes from: a client certificate verified
+// against the cluster CA (its common name and organizations), the admin
+// bearer secret, or a service account token.
+func (s *Server) authenticate(r *http.Request) (authenticationv1.UserInfo, bool) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		subj := r.TLS.VerifiedChains[0][0].Subject
+		return authenticationv1.UserInfo{Username: subj.CommonName, Groups: append(slices.Clone(subj.Organization), "system:authenticated")}, true
 	}
-	if s.cfg.Token != "" {
-		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") && strings.TrimPrefix(h, "Bearer ") == s.cfg.Token {
-			return true
-		}
+	h := r.Header.Get("Authorization")
+	if !strings.HasPrefix(h, "Bearer ") {
+		return authenticationv1.UserInfo{}, false
 	}
-	return false
+	tok := strings.TrimPrefix(h, "Bearer ")
+	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.Token)) == 1 {
+		return authenticationv1.UserInfo{Username: "admin", Groups: []string{"system:masters", "system:authenticated"}}, true
+	}
+	return s.tokenUser(tok)
 }
 
 var _ runtime.Object = (*metav1.Status)(nil)

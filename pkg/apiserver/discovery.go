@@ -124,6 +124,8 @@ func (r *resource) subresources() []subresourceInfo {
 		)
 	case namespacesGVR:
 		out = append(out, subresourceInfo{name: "finalize", kind: "Namespace", verbs: metav1.Verbs{"update"}})
+	case serviceAccountsGVR:
+		out = append(out, subresourceInfo{name: "token", kind: "TokenRequest", group: "authentication.k8s.io", version: "v1", verbs: metav1.Verbs{"create"}})
 	}
 	return out
 }

@@ -96,7 +96,8 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, gv schema.G
 		writeError(w, r, badRequest("%v", err))
 		return true
 	}
-	out := rv.answer(obj, s.caller(r))
+	caller, _ := s.authenticate(r)
+	out := rv.answer(obj, caller)
 	out.GetObjectKind().SetGroupVersionKind(gv.WithKind(rv.kind))
 	mustMeta(out).SetCreationTimestamp(metav1.Now())
 	o := negotiate(r)
@@ -104,15 +105,4 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, gv schema.G
 	w.WriteHeader(http.StatusCreated)
 	_ = o.encoder.Encode(out, w)
 	return true
-}
-
-// caller is who an authenticated request comes from: a client
-// certificate's common name and organizations, or the cluster's admin for
-// the bearer secret.
-func (s *Server) caller(r *http.Request) authenticationv1.UserInfo {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		subj := r.TLS.VerifiedChains[0][0].Subject
-		return authenticationv1.UserInfo{Username: subj.CommonName, Groups: append(slices.Clone(subj.Organization), "system:authenticated")}
-	}
-	return authenticationv1.UserInfo{Username: "admin", Groups: []string{"system:masters", "system:authenticated"}}
 }

@@ -35,6 +35,8 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, req re
 		s.bind(w, r, req)
 	case req.subresource == "finalize" && res.GroupVersionResource == namespacesGVR && req.verb == "update":
 		s.finalize(w, r, req)
+	case req.subresource == "token" && res.GroupVersionResource == serviceAccountsGVR && req.verb == "create":
+		s.requestToken(w, r, req)
 	case res.GroupVersionResource == podsGVR && (req.subresource == "log" || req.subresource == "exec" || req.subresource == "attach" || req.subresource == "portforward"):
 		s.proxyToKubelet(w, r, req)
 	default:

@@ -22,6 +22,7 @@ import (
 	"github.com/skiff-org/skiff/pkg/apiserver"
 	"github.com/skiff-org/skiff/pkg/pki"
 	"github.com/skiff-org/skiff/pkg/registry"
+	"github.com/skiff-org/skiff/pkg/satoken"
 	"github.com/skiff-org/skiff/pkg/storage"
 	skiffversion "github.com/skiff-org/skiff/pkg/version"
 )
@@ -155,6 +156,10 @@ func RunWith(ctx context.Context, cfg Config, ready func(*Running)) error {
 	if err != nil {
 		return err
 	}
+	saTokens, err := satoken.LoadOrCreate(filepath.Join(cfg.DataDir, "service-account.key"), satoken.DefaultIssuer)
+	if err != nil {
+		return err
+	}
 
 	var store *storage.Store
 	if len(cfg.EtcdServers) > 0 {
@@ -177,7 +182,8 @@ func RunWith(ctx context.Context, cfg Config, ready func(*Running)) error {
 	resources := registry.All()
 	api, err := apiserver.New(apiserver.Config{
 		Store: store, Resources: resources, Token: bundle.Token, ClientCA: bundle.CAPool(), CAPEM: bundle.CAPEM,
-		ServiceCIDR: svcNet, NodePortMin: portMin, NodePortMax: portMax,
+		ServiceAccountTokens: saTokens,
+		ServiceCIDR:          svcNet, NodePortMin: portMin, NodePortMax: portMax,
 		DefaultTolerationSeconds: cfg.DefaultTolerationSeconds,
 		OpenAPI:                  openAPIHandler(resources, log),
 		KubeletTransport:         kubeletTransport,

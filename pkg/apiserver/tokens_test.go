@@ -1,0 +1,135 @@
+package apiserver_test
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-org/skiff/internal/testcluster"
+)
+
+// TestServiceAccountTokens: the TokenRequest API issues tokens that
+// authenticate as the service account for as long as it, and the pod a token
+// is bound to, exist; `kubectl create token` uses the same API.
+func TestServiceAccountTokens(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := context.Background()
+	sas := c.Client.CoreV1().ServiceAccounts("default")
+	sa, err := sas.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "robot"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := c.Client.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: corev1.PodSpec{ServiceAccountName: "robot", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// as returns a client that presents only the bearer token.
+	as := func(token string) kubernetes.Interface {
+		cfg := rest.AnonymousClientConfig(c.Config)
+		cfg.BearerToken = token
+		return kubernetes.NewForConfigOrDie(cfg)
+	}
+	whoami := func(token string) (*authenticationv1.SelfSubjectReview, error) {
+		return as(token).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	}
+	request := func(spec authenticationv1.TokenRequestSpec) (*authenticationv1.TokenRequest, error) {
+		return sas.CreateToken(ctx, "robot", &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+	}
+
+	plain, err := request(authenticationv1.TokenRequestSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(plain.Status.ExpirationTimestamp.Time); d < 59*time.Minute || d > 61*time.Minute || *plain.Spec.ExpirationSeconds != 3600 {
+		t.Errorf("default token lives %v (expirationSeconds %d), want 1h", d, *plain.Spec.ExpirationSeconds)
+	}
+	r, err := whoami(plain.Status.Token)
+	if err != nil {
+		t.Fatalf("whoami with a service account token: %v", err)
+	}
+	u := r.Status.UserInfo
+	if u.Username != "system:serviceaccount:default:robot" || u.UID != string(sa.UID) ||
+		strings.Join(u.Groups, ",") != "system:serviceaccounts,system:serviceaccounts:default,system:authenticated" {
+		t.Errorf("token user = %+v", u)
+	}
+	if _, err := as(plain.Status.Token).CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("list pods with the token: %v", err)
+	}
+
+	bound, err := request(authenticationv1.TokenRequestSpec{BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: "p", UID: pod.UID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := whoami(bound.Status.Token); err != nil || r.Status.UserInfo.Extra["authentication.kubernetes.io/pod-name"][0] != "p" {
+		t.Errorf("whoami with a pod-bound token = %+v, %v", r, err)
+	}
+
+	// Refusals, worded as Kubernetes words them.
+	short := int64(599)
+	_, err = request(authenticationv1.TokenRequestSpec{ExpirationSeconds: &short})
+	if se, ok := err.(*apierrors.StatusError); !ok || se.ErrStatus.Code != 422 || len(se.ErrStatus.Details.Causes) != 1 ||
+		se.ErrStatus.Details.Causes[0].Field != "spec.expirationSeconds" || !strings.Contains(err.Error(), "less than 10 minutes") {
+		t.Errorf("599 s token: %v, want 422 on spec.expirationSeconds", err)
+	}
+	_, err = request(authenticationv1.TokenRequestSpec{BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: "p", UID: "other"}})
+	if !apierrors.IsConflict(err) {
+		t.Errorf("token bound to a stale pod uid: %v, want 409", err)
+	}
+	_, err = request(authenticationv1.TokenRequestSpec{BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "ConfigMap", APIVersion: "v1", Name: "x"}})
+	if !apierrors.IsBadRequest(err) {
+		t.Errorf("token bound to a ConfigMap: %v, want 400", err)
+	}
+	if _, err := c.Client.CoreV1().ServiceAccounts("default").CreateToken(ctx, "nobody", &authenticationv1.TokenRequest{}, metav1.CreateOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("token for a missing service account: %v, want 404", err)
+	}
+	parts := strings.Split(plain.Status.Token, ".")
+	forged := parts[0] + "." + strings.Replace(parts[1], "A", "B", 1) + "." + parts[2]
+	if _, err := whoami(forged); !apierrors.IsUnauthorized(err) {
+		t.Errorf("forged token: %v, want 401", err)
+	}
+
+	// kubectl create token goes through the same API.
+	out, err := exec.Command("kubectl", "--kubeconfig", c.Kubeconfig, "create", "token", "robot", "--duration=20m").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl create token: %v\n%s", err, out)
+	}
+	if _, err := whoami(strings.TrimSpace(string(out))); err != nil {
+		t.Errorf("the token kubectl printed does not authenticate: %v", err)
+	}
+
+	// Deleting the pod ends its bound token; deleting the account ends all.
+	if err := c.Client.CoreV1().Pods("default").Delete(ctx, "p", *metav1.NewDeleteOptions(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyUnauthorized(t, "pod-bound token after the pod is gone", func() error { _, err := whoami(bound.Status.Token); return err })
+	if _, err := whoami(plain.Status.Token); err != nil {
+		t.Errorf("an unbound token stopped working with the pod: %v", err)
+	}
+	if err := sas.Delete(ctx, "robot", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyUnauthorized(t, "token after its service account is gone", func() error { _, err := whoami(plain.Status.Token); return err })
+}
+
+// eventuallyUnauthorized waits for the watch caches, which authentication
+// reads, to see a deletion.
+func eventuallyUnauthorized(t *testing.T, what string, call func() error) {
+	t.Helper()
+	var err error
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if err = call(); apierrors.IsUnauthorized(err) {
+			return
+		}
+	}
+	t.Errorf("%s: %v, want 401", what, err)
+}
