@@ -268,7 +268,7 @@ func (s *Server) authenticate(r *http.Request) (authenticationv1.UserInfo, bool)
 	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.Token)) == 1 {
 		return authenticationv1.UserInfo{Username: "admin", Groups: []string{"system:masters", "system:authenticated"}}, true
 	}
-	return s.tokenUser(tok)
+	return s.tokenUser(r.Context(), tok)
 }
 
 var _ runtime.Object = (*metav1.Status)(nil)

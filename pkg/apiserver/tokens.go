@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -148,9 +150,10 @@ func newTokenID() string {
 
 // tokenUser authenticates a service account token: a valid signature and
 // audience, and the service account and any bound object still there with the
-// uid the token names. Reads come from the watch caches, which lag by
-// milliseconds at most.
-func (s *Server) tokenUser(tok string) (authenticationv1.UserInfo, bool) {
+// uid the token names. Those are read from the watch caches, and from etcd
+// when the cache has not seen them yet (a token asked for right after its
+// account was created).
+func (s *Server) tokenUser(ctx context.Context, tok string) (authenticationv1.UserInfo, bool) {
 	signer := s.cfg.ServiceAccountTokens
 	if signer == nil {
 		return authenticationv1.UserInfo{}, false
@@ -162,11 +165,13 @@ func (s *Server) tokenUser(tok string) (authenticationv1.UserInfo, bool) {
 	kc := c.Kube
 	live := func(gvr schema.GroupVersionResource, name, uid string) bool {
 		res := s.lookup(gvr)
-		e, ok := res.cache.Get(res.key(kc.Namespace, name))
-		if !ok {
+		var obj runtime.Object
+		if e, ok := res.cache.Get(res.key(kc.Namespace, name)); ok && string(mustMeta(e.Object).GetUID()) == uid {
+			obj = e.Object
+		} else if obj, err = s.getObject(ctx, res, kc.Namespace, name, ""); err != nil {
 			return false
 		}
-		m := mustMeta(e.Object)
+		m := mustMeta(obj)
 		return string(m.GetUID()) == uid && m.GetDeletionTimestamp() == nil
 	}
 	if !live(serviceAccountsGVR, kc.ServiceAccount.Name, kc.ServiceAccount.UID) {
