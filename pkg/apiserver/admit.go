@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/skiff-org/skiff/pkg/registry"
 )
@@ -18,8 +20,8 @@ import (
 var priorityClassesGVR = schema.GroupVersionResource{Group: "scheduling.k8s.io", Version: "v1", Resource: "priorityclasses"}
 
 // admit does what Kubernetes' default admission plugins do to new pods:
-// the default ServiceAccount, the not-ready/unreachable tolerations, and the
-// priority of the pod's PriorityClass.
+// the default ServiceAccount and its token volume, the not-ready/unreachable
+// tolerations, and the priority of the pod's PriorityClass.
 func (s *Server) admit(ctx context.Context, res *resource, obj, old runtime.Object) error {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok || old != nil {
@@ -28,6 +30,7 @@ func (s *Server) admit(ctx context.Context, res *resource, obj, old runtime.Obje
 	if pod.Spec.ServiceAccountName == "" {
 		pod.Spec.ServiceAccountName = "default"
 	}
+	s.mountServiceAccount(ctx, pod)
 	registry.AddDefaultTolerations(pod, s.cfg.DefaultTolerationSeconds)
 	pcRes := s.lookup(priorityClassesGVR)
 	if pcRes == nil {
@@ -68,4 +71,57 @@ func setPriority(pod *corev1.Pod, pc *schedulingv1.PriorityClass) {
 		p := *pc.PreemptionPolicy
 		pod.Spec.PreemptionPolicy = &p
 	}
+}
+
+// serviceAccountMountPath is where in-cluster clients (client-go's
+// InClusterConfig) find their token, CA and namespace.
+const serviceAccountMountPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// mountServiceAccount gives a new pod the kube-api-access-XXXXX volume
+// Kubernetes gives it: a token for its service account (asked for by the
+// kubelet, bound to the pod), the cluster CA from kube-root-ca.crt and the
+// namespace, mounted read-only in every container. The pod or its service
+// account can opt out with automountServiceAccountToken: false. Kubernetes
+// refuses a pod whose service account does not exist; skiff admits it
+// without the volume, since the token could not be issued.
+func (s *Server) mountServiceAccount(ctx context.Context, pod *corev1.Pod) {
+	if s.cfg.ServiceAccountTokens == nil || pod.Spec.AutomountServiceAccountToken != nil && !*pod.Spec.AutomountServiceAccountToken {
+		return
+	}
+	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return
+	}
+	obj, err := s.getObject(ctx, s.lookup(serviceAccountsGVR), pod.Namespace, pod.Spec.ServiceAccountName, "")
+	if err != nil {
+		return
+	}
+	if sa := obj.(*corev1.ServiceAccount); pod.Spec.AutomountServiceAccountToken == nil && sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken {
+		return
+	}
+	name := "kube-api-access-" + utilrand.String(5)
+	mounted := false
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			c := &list[i]
+			if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == serviceAccountMountPath }) {
+				continue
+			}
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: serviceAccountMountPath, ReadOnly: true})
+			mounted = true
+		}
+	}
+	if !mounted {
+		return
+	}
+	expiry, mode := int64(3607), int32(0o644)
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: &mode,
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{ExpirationSeconds: &expiry, Path: "token"}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+				Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace",
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
+		},
+	}}})
 }

@@ -93,7 +93,9 @@ func TestServiceAccountTokens(t *testing.T) {
 		t.Errorf("token for a missing service account: %v, want 404", err)
 	}
 	parts := strings.Split(plain.Status.Token, ".")
-	forged := parts[0] + "." + strings.Replace(parts[1], "A", "B", 1) + "." + parts[2]
+	payload := []byte(parts[1])
+	payload[10] ^= 1 // another base64url letter: the signature no longer matches
+	forged := parts[0] + "." + string(payload) + "." + parts[2]
 	if _, err := whoami(forged); !apierrors.IsUnauthorized(err) {
 		t.Errorf("forged token: %v, want 401", err)
 	}
@@ -133,3 +135,87 @@ func eventuallyUnauthorized(t *testing.T, what string, call func() error) {
 	}
 	t.Errorf("%s: %v, want 401", what, err)
 }
+
+// TestServiceAccountVolume: new pods get the kube-api-access volume, as
+// Kubernetes' ServiceAccount admission gives it, unless they or their
+// account opt out.
+func TestServiceAccountVolume(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{})
+	ctx := context.Background()
+	no := false
+	for _, sa := range []*corev1.ServiceAccount{
+		{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}, AutomountServiceAccountToken: &no},
+	} {
+		if _, err := c.Client.CoreV1().ServiceAccounts("default").Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	const path = "/var/run/secrets/kubernetes.io/serviceaccount"
+	tests := []struct {
+		name      string
+		sa        string
+		automount *bool
+		ownMount  bool // the second container mounts something there itself
+		want      bool
+	}{
+		{"default account", "", nil, false, true},
+		{"pod opts out", "", &no, false, false},
+		{"account opts out", "quiet", nil, false, false},
+		{"missing account", "ghost", nil, false, false},
+		{"container mounts its own", "", nil, true, true},
+	}
+	for i, tt := range tests {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p" + itoa(i)}, Spec: corev1.PodSpec{
+			ServiceAccountName: tt.sa, AutomountServiceAccountToken: tt.automount,
+			InitContainers: []corev1.Container{{Name: "init", Image: "busybox"}},
+			Containers:     []corev1.Container{{Name: "a", Image: "busybox"}, {Name: "b", Image: "busybox"}},
+		}}
+		if tt.ownMount {
+			pod.Spec.Volumes = []corev1.Volume{{Name: "mine", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			pod.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "mine", MountPath: path}}
+		}
+		got, err := c.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		var vol *corev1.Volume
+		for i := range got.Spec.Volumes {
+			if strings.HasPrefix(got.Spec.Volumes[i].Name, "kube-api-access-") {
+				vol = &got.Spec.Volumes[i]
+			}
+		}
+		if (vol != nil) != tt.want {
+			t.Errorf("%s: token volume %v, want %v", tt.name, vol != nil, tt.want)
+			continue
+		}
+		if vol == nil {
+			continue
+		}
+		p := vol.Projected
+		if p == nil || len(p.Sources) != 3 || p.Sources[0].ServiceAccountToken == nil || *p.Sources[0].ServiceAccountToken.ExpirationSeconds != 3607 ||
+			p.Sources[1].ConfigMap == nil || p.Sources[1].ConfigMap.Name != "kube-root-ca.crt" || p.Sources[2].DownwardAPI == nil {
+			t.Errorf("%s: volume = %+v", tt.name, vol)
+		}
+		for _, ct := range append(got.Spec.InitContainers, got.Spec.Containers...) {
+			var m *corev1.VolumeMount
+			for i := range ct.VolumeMounts {
+				if ct.VolumeMounts[i].MountPath == path {
+					m = &ct.VolumeMounts[i]
+				}
+			}
+			switch {
+			case m == nil:
+				t.Errorf("%s: container %s has nothing at %s", tt.name, ct.Name, path)
+			case tt.ownMount && ct.Name == "b":
+				if m.Name != "mine" {
+					t.Errorf("%s: container b's own mount replaced by %s", tt.name, m.Name)
+				}
+			case m.Name != vol.Name || !m.ReadOnly:
+				t.Errorf("%s: container %s mount = %+v", tt.name, ct.Name, m)
+			}
+		}
+	}
+}
+
+func itoa(i int) string { return string(rune('0' + i)) }

@@ -73,6 +73,7 @@ type Kubelet struct {
 	hostname string
 	hostIPs  []string
 	probes   *probeManager
+	tokens   tokens
 
 	runtimeName    string
 	runtimeVersion string

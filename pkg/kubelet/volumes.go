@@ -132,7 +132,10 @@ func (k *Kubelet) volumeFiles(ctx context.Context, pod *v1.Pod, vol *v1.Volume) 
 			case src.DownwardAPI != nil:
 				err = k.addDownward(files, pod, src.DownwardAPI.Items, def)
 			case src.ServiceAccountToken != nil:
-				// Not yet: needs the TokenRequest API. The file is left out.
+				var tok string
+				if tok, err = k.serviceAccountToken(ctx, pod, src.ServiceAccountToken); err == nil {
+					files[src.ServiceAccountToken.Path] = volumeFile{Data: []byte(tok), Mode: def}
+				}
 			}
 			if err != nil {
 				return nil, err
@@ -417,6 +420,7 @@ func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container) ([]*runtimeapi.M
 // teardownVolumes unmounts memory-backed volumes and removes the pod's
 // directory.
 func (k *Kubelet) teardownVolumes(uid types.UID) {
+	k.forgetTokens(uid)
 	dir := k.podDir(uid)
 	filepath.WalkDir(filepath.Join(dir, "volumes", "kubernetes.io~empty-dir"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() && isMountPoint(p) {

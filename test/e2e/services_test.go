@@ -70,6 +70,13 @@ func TestServices(t *testing.T) {
 		t.Errorf("short name through the search path: %+v", r)
 	}
 
+	// In-cluster clients: the pod's service account volume holds a token
+	// and the CA that reach the API server through the kubernetes Service.
+	out, err := s.kubectl(t, k, "", "exec", "client", "--", "python3", "-c", inClusterList)
+	if err != nil || !strings.Contains(out, "200 pods") {
+		t.Errorf("in-cluster API call with the mounted token: %q, %v", out, err)
+	}
+
 	// The NodePort answers on the node.
 	port := s.must(t, k, "get", "svc", "echo", "-o", "jsonpath={.spec.ports[0].nodePort}")
 	if out, err := s.inNode("curl", "-sS", "--max-time", "3", "http://192.168.77.2:"+port+"/"); err != nil || !strings.HasPrefix(out, "echo-") {
@@ -109,7 +116,7 @@ func TestServices(t *testing.T) {
 		t.Fatalf("request loop: %v\n%s", err, loopOut.String())
 	}
 	var lr loopResult
-	out := loopOut.String()
+	out = loopOut.String()
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &lr); err != nil {
 		t.Fatalf("loop output %q: %v", out, err)
 	}
@@ -136,6 +143,19 @@ func TestServices(t *testing.T) {
 		}
 	}
 }
+
+// inClusterList lists its namespace's pods as client-go's InClusterConfig
+// would: token, CA and namespace from the service account mount, the API at
+// https://kubernetes.default.svc.
+const inClusterList = `
+import json, ssl, urllib.request
+d = "/var/run/secrets/kubernetes.io/serviceaccount/"
+tok, ns = open(d + "token").read(), open(d + "namespace").read()
+ctx = ssl.create_default_context(cafile=d + "ca.crt")
+req = urllib.request.Request("https://kubernetes.default.svc/api/v1/namespaces/" + ns + "/pods", headers={"Authorization": "Bearer " + tok})
+with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+    print(r.status, json.load(r)["kind"] == "PodList" and "pods")
+`
 
 func itoa(n int) string { return strings.TrimSpace(strings.Replace(jsonNum(float64(n)), ".0", "", 1)) }
 
