@@ -91,8 +91,14 @@ func (s *Server) mountServiceAccount(ctx context.Context, pod *corev1.Pod) {
 	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return
 	}
-	obj, err := s.getObject(ctx, s.lookup(serviceAccountsGVR), pod.Namespace, pod.Spec.ServiceAccountName, "")
-	if err != nil {
+	// The cache first; etcd when the account is too new for the cache.
+	saRes := s.lookup(serviceAccountsGVR)
+	var obj runtime.Object
+	if e, ok := saRes.cache.Get(saRes.key(pod.Namespace, pod.Spec.ServiceAccountName)); ok {
+		obj = e.Object
+	} else if o, err := s.getObject(ctx, saRes, pod.Namespace, pod.Spec.ServiceAccountName, ""); err == nil {
+		obj = o
+	} else {
 		return
 	}
 	if sa := obj.(*corev1.ServiceAccount); pod.Spec.AutomountServiceAccountToken == nil && sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken {

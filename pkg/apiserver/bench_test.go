@@ -147,6 +147,12 @@ func BenchmarkCreatePods(b *testing.B) {
 	n := size("SKIFF_BENCH_PODS", 1000, 10000)
 	nClients := size("SKIFF_BENCH_CLIENTS", 16, 16)
 	c := testcluster.Start(b, testcluster.Options{})
+	// As in every real cluster, the namespace has its default service
+	// account, so each pod is admitted with its token volume.
+	if _, err := c.Client.CoreV1().ServiceAccounts("default").Create(context.Background(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
 	for _, ct := range contentTypes {
 		b.Run(ct.name, func(b *testing.B) {
 			clients := make([]kubernetes.Interface, nClients)
