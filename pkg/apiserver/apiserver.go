@@ -230,6 +230,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		servePprof(w, r)
 		return
 	}
+	if signer := s.cfg.ServiceAccountTokens; signer != nil && (path == "/.well-known/openid-configuration" || path == "/openid/v1/jwks") {
+		// Served to authenticated callers, as Kubernetes' default
+		// service-account-issuer-discovery binding does.
+		if path == "/openid/v1/jwks" {
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Write(signer.JWKS())
+		} else {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(signer.Discovery(signer.Issuer + "/openid/v1/jwks"))
+		}
+		return
+	}
 	if strings.HasPrefix(path, "/openapi/") {
 		if s.cfg.OpenAPI == nil {
 			http.NotFound(w, r)

@@ -2,6 +2,12 @@ package apiserver_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
 	"os/exec"
 	"strings"
 	"testing"
@@ -65,6 +71,8 @@ func TestServiceAccountTokens(t *testing.T) {
 	if _, err := as(plain.Status.Token).CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("list pods with the token: %v", err)
 	}
+
+	verifyWithJWKS(t, c, plain.Status.Token)
 
 	bound, err := request(authenticationv1.TokenRequestSpec{BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: "p", UID: pod.UID}})
 	if err != nil {
@@ -219,3 +227,62 @@ func TestServiceAccountVolume(t *testing.T) {
 }
 
 func itoa(i int) string { return string(rune('0' + i)) }
+
+// verifyWithJWKS checks token as an outside verifier would: the issuer's
+// discovery document names the key set, whose key verifies the signature.
+func verifyWithJWKS(t *testing.T, c *testcluster.Cluster, token string) {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string, into any) {
+		resp, err := hc.Get(c.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s = %d", path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	var disc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	get("/.well-known/openid-configuration", &disc)
+	if disc.Issuer != "https://kubernetes.default.svc.cluster.local" || !strings.HasSuffix(disc.JWKSURI, "/openid/v1/jwks") {
+		t.Errorf("discovery = %+v", disc)
+	}
+	var set struct {
+		Keys []struct{ Kid, Kty, Crv, X, Y string } `json:"keys"`
+	}
+	get("/openid/v1/jwks", &set)
+	if len(set.Keys) != 1 || set.Keys[0].Kty != "EC" || set.Keys[0].Crv != "P-256" {
+		t.Fatalf("jwks = %+v", set)
+	}
+	dec := base64.RawURLEncoding.DecodeString
+	x, _ := dec(set.Keys[0].X)
+	y, _ := dec(set.Keys[0].Y)
+	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+	parts := strings.Split(token, ".")
+	sig, _ := dec(parts[2])
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if len(sig) != 64 || !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		t.Error("the published key does not verify the token")
+	}
+	// The discovery documents are for authenticated callers.
+	anon := rest.AnonymousClientConfig(c.Config)
+	ahc, _ := rest.HTTPClientFor(anon)
+	resp, err := ahc.Get(c.URL + "/openid/v1/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("anonymous GET /openid/v1/jwks = %d, want 401", resp.StatusCode)
+	}
+}

@@ -191,3 +191,30 @@ func (s *Signer) Verify(token, audience string, now time.Time) (*Claims, error) 
 	}
 	return &c, nil
 }
+
+// Discovery is the OpenID provider configuration served at
+// /.well-known/openid-configuration, so that services outside the cluster
+// (Vault, cloud identity federation) can verify tokens with the keys at
+// jwksURI.
+func (s *Signer) Discovery(jwksURI string) []byte {
+	out, _ := json.Marshal(map[string]any{
+		"issuer":                                s.Issuer,
+		"jwks_uri":                              jwksURI,
+		"response_types_supported":              []string{"id_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"ES256"},
+	})
+	return out
+}
+
+// JWKS is the public key set served at /openid/v1/jwks.
+func (s *Signer) JWKS() []byte {
+	pub := &s.key.PublicKey
+	x, y := make([]byte, 32), make([]byte, 32)
+	pub.X.FillBytes(x)
+	pub.Y.FillBytes(y)
+	out, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
+		"use": "sig", "kty": "EC", "kid": s.kid, "crv": "P-256", "alg": "ES256", "x": b64(x), "y": b64(y),
+	}}})
+	return out
+}
