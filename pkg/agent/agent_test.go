@@ -325,6 +325,15 @@ func TestAgentIntegration(t *testing.T) {
 		waitFile(t, seen, "two")
 	})
 
+	t.Run("subPathExpr gives each pod its own directory", func(t *testing.T) {
+		p := pod("sub", v1.RestartPolicyAlways, "echo written by $(POD) > /out/file; exec sleep 1000")
+		p.Spec.Containers[0].Env = []v1.EnvVar{{Name: "POD", ValueFrom: &v1.EnvVarSource{FieldRef: &v1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}
+		p.Spec.Volumes = []v1.Volume{{Name: "out", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}}
+		p.Spec.Containers[0].VolumeMounts = []v1.VolumeMount{{Name: "out", MountPath: "/out", SubPathExpr: "logs/$(POD)"}}
+		created := create(p)
+		waitFile(t, filepath.Join(dataDir, "pods", string(created.UID), "volumes", "kubernetes.io~empty-dir", "out", "logs", "sub", "file"), "written by sub")
+	})
+
 	t.Run("sidecar runs beside the app and restarts", func(t *testing.T) {
 		always := v1.ContainerRestartPolicyAlways
 		p := pod("side", v1.RestartPolicyNever, "exec sleep 1000")

@@ -385,8 +385,9 @@ func checkHostPath(hp *v1.HostPathVolumeSource) error {
 	return nil
 }
 
-// containerMounts maps the container's volumeMounts to CRI mounts.
-func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container) ([]*runtimeapi.Mount, error) {
+// containerMounts maps the container's volumeMounts to CRI mounts; env
+// expands subPathExpr, as it does command and args.
+func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container, env []envVar) ([]*runtimeapi.Mount, error) {
 	var out []*runtimeapi.Mount
 	for _, m := range c.VolumeMounts {
 		var vol *v1.Volume
@@ -399,11 +400,15 @@ func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container) ([]*runtimeapi.M
 			return nil, fmt.Errorf("%w: volumeMount %q refers to no volume", ErrVolume, m.Name)
 		}
 		host := k.volumeDir(pod.UID, vol)
+		sub := m.SubPath
 		if m.SubPathExpr != "" {
-			return nil, fmt.Errorf("%w: subPathExpr is not supported yet", ErrVolume)
+			var err error
+			if sub, err = expandSubPath(m.SubPathExpr, env); err != nil {
+				return nil, fmt.Errorf("%w: volumeMount %q: %w", ErrVolume, m.Name, err)
+			}
 		}
-		if m.SubPath != "" {
-			clean := filepath.Clean("/" + m.SubPath)
+		if sub != "" {
+			clean := filepath.Clean("/" + sub)
 			host = filepath.Join(host, clean)
 			if _, err := os.Lstat(host); os.IsNotExist(err) && (vol.EmptyDir != nil || vol.HostPath != nil) {
 				if err := os.MkdirAll(host, 0o755); err != nil {
@@ -415,6 +420,21 @@ func (k *Kubelet) containerMounts(pod *v1.Pod, c *v1.Container) ([]*runtimeapi.M
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: ro, SelinuxRelabel: false})
 	}
 	return out, nil
+}
+
+// expandSubPath expands $(VAR) in a subPathExpr with the container's
+// environment; the result must stay inside the volume.
+func expandSubPath(expr string, env []envVar) (string, error) {
+	p := expandCommand([]string{expr}, env)[0]
+	if filepath.IsAbs(p) {
+		return "", fmt.Errorf("subPathExpr %q expanded to the absolute path %q; it must be relative", expr, p)
+	}
+	for _, part := range strings.Split(filepath.ToSlash(p), "/") {
+		if part == ".." {
+			return "", fmt.Errorf("subPathExpr %q expanded to %q, which must not contain '..'", expr, p)
+		}
+	}
+	return p, nil
 }
 
 // teardownVolumes unmounts memory-backed volumes and removes the pod's

@@ -317,7 +317,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *v1.Pod, sb *sandboxIn
 			k.event(pod, c.Name, v1.EventTypeWarning, "Failed", "Error: %v", err)
 			return &containerError{Reason: "CreateContainerConfigError", Message: err.Error()}
 		}
-		mounts, err := k.containerMounts(pod, c)
+		mounts, err := k.containerMounts(pod, c, env)
 		if err != nil {
 			k.event(pod, c.Name, v1.EventTypeWarning, "Failed", "Error: %v", err)
 			return &containerError{Reason: "CreateContainerConfigError", Message: err.Error()}

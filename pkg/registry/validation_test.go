@@ -152,6 +152,16 @@ spec:
 			"spec.containers[0].env[1].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
 			"spec.containers[0].volumeMounts[0].name: Not found: \"nope\"",
 			"spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/x\": must be unique"}},
+		{"subPathExpr", "", "pods", `
+spec:
+  volumes: [{name: data, emptyDir: {}}]
+  containers:
+  - name: a
+    image: a
+    volumeMounts: [{name: data, mountPath: /x, subPath: a, subPathExpr: "$(POD)"}, {name: data, mountPath: /y, subPathExpr: "../$(POD)"}, {name: data, mountPath: /z, subPathExpr: "logs/$(POD)"}]
+`, "", []string{
+			"spec.containers[0].volumeMounts[0].subPathExpr: Invalid value: \"$(POD)\": subPathExpr and subPath are mutually exclusive",
+			"spec.containers[0].volumeMounts[1].subPathExpr: Invalid value: \"../$(POD)\": must not contain '..'"}},
 		{"two volume sources", "", "pods", `
 spec:
   volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]
