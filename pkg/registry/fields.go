@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -86,6 +87,14 @@ func replicaSetFields(obj runtime.Object) fields.Set {
 	s := metaFields(obj, true)
 	if rs, ok := obj.(*appsv1.ReplicaSet); ok {
 		s["status.replicas"] = strconv.Itoa(int(rs.Status.Replicas))
+	}
+	return s
+}
+
+func jobFields(obj runtime.Object) fields.Set {
+	s := metaFields(obj, true)
+	if job, ok := obj.(*batchv1.Job); ok {
+		s["status.successful"] = strconv.Itoa(int(job.Status.Succeeded))
 	}
 	return s
 }

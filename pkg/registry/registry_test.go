@@ -73,8 +73,8 @@ func TestAllResourcesComplete(t *testing.T) {
 			t.Errorf("Lookup(%q, %q) did not find it", r.Group, r.Resource)
 		}
 	}
-	if len(seen) != 16 {
-		t.Errorf("All() has %d resources, want 16", len(seen))
+	if len(seen) != 17 {
+		t.Errorf("All() has %d resources, want 17", len(seen))
 	}
 }
 
@@ -100,6 +100,7 @@ func TestResourceNames(t *testing.T) {
 		{"", "serviceaccounts", "ServiceAccount", true, "sa", false, false, false},
 		{"apps", "deployments", "Deployment", true, "deploy", true, true, true},
 		{"apps", "replicasets", "ReplicaSet", true, "rs", true, true, true},
+		{"batch", "jobs", "Job", true, "", true, true, false},
 		{"coordination.k8s.io", "leases", "Lease", true, "", false, false, false},
 		{"discovery.k8s.io", "endpointslices", "EndpointSlice", true, "", false, false, false},
 		{"events.k8s.io", "events", "Event", true, "ev", false, false, false},
@@ -129,6 +130,7 @@ func TestColumnNames(t *testing.T) {
 		"apps/deployments":                  "Name Ready Up-to-date Available Age | Containers Images Selector",
 		"apps/replicasets":                  "Name Desired Current Ready Age | Containers Images Selector",
 		"/replicationcontrollers":           "Name Desired Current Ready Age | Containers Images Selector",
+		"batch/jobs":                        "Name Status Completions Duration Age | Containers Images Selector",
 		"/services":                         "Name Type Cluster-IP External-IP Port(s) Age | Selector",
 		"/nodes":                            "Name Status Roles Age Version | Internal-IP External-IP OS-Image Kernel-Version Container-Runtime",
 		"/namespaces":                       "Name Status Age",

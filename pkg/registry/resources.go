@@ -2,6 +2,7 @@ package registry
 
 import (
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -47,6 +48,7 @@ func buildAll() []*Resource {
 		serviceAccounts(),
 		deployments(),
 		replicaSets(),
+		jobs(),
 		leases(),
 		endpointSlices(),
 		eventsV1(),
@@ -260,6 +262,23 @@ func replicaSets() *Resource {
 		Columns:    replicaSetColumns,
 		Row:        replicaSetRow,
 		Fields:     replicaSetFields,
+	}
+}
+
+func jobs() *Resource {
+	return &Resource{
+		GroupVersionResource: gvr("batch", "v1", "jobs"),
+		Kind:                 "Job", SingularName: "job", Namespaced: true,
+		Categories:       []string{"all"},
+		New:              func() runtime.Object { return &batchv1.Job{} },
+		NewList:          func() runtime.Object { return &batchv1.JobList{} },
+		Status:           true,
+		Default:          typed(DefaultJob),
+		Validate:         validateJobObj,
+		PrepareForCreate: typed(prepareJob),
+		Columns:          jobColumns,
+		Row:              jobRow,
+		Fields:           jobFields,
 	}
 }
 
