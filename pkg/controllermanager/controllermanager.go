@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-org/skiff/pkg/controller/endpoints"
 	"github.com/skiff-org/skiff/pkg/controller/endpointslice"
 	"github.com/skiff-org/skiff/pkg/controller/garbagecollector"
+	"github.com/skiff-org/skiff/pkg/controller/job"
 	"github.com/skiff-org/skiff/pkg/controller/namespace"
 	"github.com/skiff-org/skiff/pkg/controller/nodeipam"
 	"github.com/skiff-org/skiff/pkg/controller/nodelifecycle"
@@ -232,6 +233,7 @@ func runControllers(ctx context.Context, cfg Config, rc *rest.Config, client kub
 		cs = append(cs, controller{"rootcacert", 2, rootcacert.New(client, factory, log, cfg.RootCA)})
 	}
 	cs = append(cs, replication(client, factory, log)...)
+	cs = append(cs, controller{"job", 5, job.New(client, factory, log)})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
