@@ -72,6 +72,16 @@ func Run(f informers.SharedInformerFactory, workers int, controllers ...Runner) 
 // pod, until the test ends. It times from when it sees the pod because
 // creationTimestamp has whole seconds only.
 func FakeKubelet(t testing.TB, cfg *rest.Config, delay time.Duration) {
+	FakeKubeletFunc(t, cfg, delay, func(p *v1.Pod) {
+		p.Status.Phase = v1.PodRunning
+		p.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	})
+}
+
+// FakeKubeletFunc is FakeKubelet with the status change of its choice: set
+// changes a copy of each new pod (its phase, say Succeeded or Failed for a
+// Job's pods), which then is written to the pod's status.
+func FakeKubeletFunc(t testing.TB, cfg *rest.Config, delay time.Duration, set func(*v1.Pod)) {
 	client := Client(cfg)
 	f := informers.NewSharedInformerFactory(client, 0)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,8 +109,7 @@ func FakeKubelet(t testing.TB, cfg *rest.Config, delay time.Duration) {
 						}
 					}
 					p := w.pod.DeepCopy()
-					p.Status.Phase = v1.PodRunning
-					p.Status.Conditions = []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+					set(p)
 					_, _ = client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 				}
 			}
