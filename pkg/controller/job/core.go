@@ -30,6 +30,14 @@ const (
 	EventResumed   = "Resumed"
 )
 
+// Back-off of pod re-creation after failures: DefaultBackoff after the
+// first, doubling with each further failure, at most MaxBackoff, counted
+// from when the last failed pod's containers finished.
+const (
+	DefaultBackoff = 10 * time.Second
+	MaxBackoff     = 6 * time.Minute
+)
+
 // Event is an event the plan asks to record on the Job.
 type Event struct {
 	Type, Reason, Message string
@@ -54,7 +62,8 @@ type podCounts struct {
 	terminating int32     // being deleted, not finished
 	succeeded   int32
 	failed      int32
-	restarts    int32 // container restarts of active pods
+	restarts    int32     // container restarts of active pods
+	lastFailure time.Time // when the last failed pod's containers finished
 }
 
 func countPods(pods []*v1.Pod) podCounts {
@@ -65,6 +74,11 @@ func countPods(pods []*v1.Pod) podCounts {
 			c.succeeded++
 		case p.Status.Phase == v1.PodFailed:
 			c.failed++
+			for _, s := range p.Status.ContainerStatuses {
+				if t := s.State.Terminated; t != nil && t.FinishedAt.After(c.lastFailure) {
+					c.lastFailure = t.FinishedAt.Time
+				}
+			}
 		case p.DeletionTimestamp != nil:
 			c.terminating++
 		default:
@@ -183,6 +197,12 @@ func Compute(job *batchv1.Job, pods []*v1.Pod, now time.Time) Plan {
 	switch {
 	case job.DeletionTimestamp != nil:
 	case counted < want:
+		if wait := backoffLeft(st.Failed, c.lastFailure, now); wait > 0 {
+			if p.Requeue == 0 || wait < p.Requeue {
+				p.Requeue = wait
+			}
+			break
+		}
 		p.Create = int(min(want-counted, replicaset.BurstReplicas))
 		active += int32(p.Create)
 	case active > want:
@@ -206,6 +226,19 @@ func Compute(job *batchv1.Job, pods []*v1.Pod, now time.Time) Plan {
 	}
 	p.Status = st
 	return p
+}
+
+// backoffLeft is how long pod creation still waits after the given number
+// of failed pods, the last of which finished at last (zero when unknown).
+func backoffLeft(failed int32, last, now time.Time) time.Duration {
+	if failed == 0 || last.IsZero() {
+		return 0
+	}
+	d := DefaultBackoff
+	for i := int32(1); i < failed && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	return last.Add(min(d, MaxBackoff)).Sub(now)
 }
 
 // backoffExceeded: more failed pods than backoffLimit, or, for pods that

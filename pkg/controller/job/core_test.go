@@ -21,6 +21,19 @@ func pods(phases ...v1.PodPhase) []*v1.Pod {
 	return out
 }
 
+// failedAt returns failed pods whose containers finished at the given times.
+func failedAt(times ...time.Time) []*v1.Pod {
+	out := make([]*v1.Pod, len(times))
+	for i, at := range times {
+		p := pods(v1.PodFailed)[0]
+		p.Name = fmt.Sprint("f", i)
+		p.Status.ContainerStatuses = []v1.ContainerStatus{{Name: "c",
+			State: v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: 1, FinishedAt: metav1.NewTime(at)}}}}
+		out[i] = p
+	}
+	return out
+}
+
 type jobOpt func(*batchv1.Job)
 
 func newJob(opts ...jobOpt) *batchv1.Job {
@@ -79,6 +92,12 @@ func TestCompute(t *testing.T) {
 		{name: "no completions: first success ends it", job: newJob(func(j *batchv1.Job) { j.Spec.Completions, j.Spec.Parallelism = nil, ptrTo(int32(3)) }),
 			pods: pods(v1.PodSucceeded, v1.PodRunning), active: 1, succ: 1},
 		{name: "failed pods replaced under the limit", job: newJob(backoff(1)), pods: pods(v1.PodFailed), create: 1, active: 1, failed: 1},
+		{name: "re-creation backs off after a failure", job: newJob(backoff(3)), pods: failedAt(t0.Add(-4 * time.Second)),
+			failed: 1, requeue: 6 * time.Second},
+		{name: "back-off doubles", job: newJob(backoff(3)), pods: failedAt(t0.Add(-15*time.Second), t0.Add(-12*time.Second)),
+			failed: 2, requeue: 8 * time.Second},
+		{name: "back-off over", job: newJob(backoff(3)), pods: failedAt(t0.Add(-11 * time.Second)),
+			create: 1, active: 1, failed: 1},
 		{name: "backoff limit exceeded", job: newJob(backoff(1)), pods: pods(v1.PodFailed, v1.PodFailed), failed: 2,
 			conds: "FailureTarget=True/BackoffLimitExceeded Failed=True/BackoffLimitExceeded ", events: "BackoffLimitExceeded"},
 		{name: "failing job deletes active pods first", job: newJob(backoff(0), parallel(2, 2)), pods: pods(v1.PodFailed, v1.PodRunning),
