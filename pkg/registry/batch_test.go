@@ -126,6 +126,8 @@ func TestValidateJob(t *testing.T) {
 				"spec.backoffLimit: Invalid value: -3: must be greater than or equal to 0"}},
 		{"indexed", mod("  completionMode: Indexed\n"), "",
 			[]string{`spec.completionMode: Unsupported value: "Indexed": supported values: "NonIndexed"`}},
+		{"backoffLimitPerIndex", mod("  backoffLimitPerIndex: 1\n"), "",
+			[]string{"spec.backoffLimitPerIndex: Forbidden: requires indexed completion mode"}},
 		{"template immutable", strings.Replace(jobBase, "image: busybox", "image: nginx", 1), jobBase,
 			[]string{"spec.template: Invalid value: "}},
 		{"completions immutable", mod("  completions: 3\n"), jobBase,

@@ -50,6 +50,12 @@ func validateJobSpec(s *batchv1.JobSpec, specPath *field.Path) field.ErrorList {
 		// skiff's job controller runs NonIndexed jobs only.
 		errs = append(errs, field.NotSupported(specPath.Child("completionMode"), *m, []batchv1.CompletionMode{batchv1.NonIndexedCompletion}))
 	}
+	if s.BackoffLimitPerIndex != nil {
+		errs = append(errs, field.Forbidden(specPath.Child("backoffLimitPerIndex"), "requires indexed completion mode, which skiff's job controller does not run"))
+	}
+	if s.MaxFailedIndexes != nil {
+		errs = append(errs, field.Forbidden(specPath.Child("maxFailedIndexes"), "requires indexed completion mode, which skiff's job controller does not run"))
+	}
 	if s.PodFailurePolicy != nil {
 		errs = append(errs, field.Forbidden(specPath.Child("podFailurePolicy"), "not supported by skiff's job controller; remove it and use backoffLimit"))
 	}
