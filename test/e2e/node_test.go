@@ -183,6 +183,14 @@ func TestOneNodeCluster(t *testing.T) {
 		t.Errorf("pod IPs = %v, want 3 different", ips)
 	}
 
+	// A Job runs to completion and keeps its pod's logs.
+	s.must(t, k, "create", "job", "pi", "--image=busybox", "--", "sh", "-c", "echo pi is 3.14")
+	s.must(t, k, "wait", "--for=condition=complete", "job/pi", "--timeout=60s")
+	if out := s.must(t, k, "logs", "job/pi"); strings.TrimSpace(out) != "pi is 3.14" {
+		t.Errorf("kubectl logs job/pi = %q", out)
+	}
+	wantIn(t, "kubectl get job pi", s.must(t, k, "get", "job", "pi"), "Complete", "1/1")
+
 	// A killed container is restarted in place.
 	victim := l.Items[0].Metadata.Name
 	pid := s.containerPID(t, k, victim)
