@@ -80,10 +80,7 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, log *sl
 		now:         time.Now,
 	}
 	c.queue = queue.New(c.sync, queue.Config{Name: "job", Log: log, KeyAttr: "job", ConflictRetry: conflictRetry})
-	if _, ok := podInf.Informer().GetIndexer().GetIndexers()[controllerIndex]; !ok {
-		// The replica controllers may have added the same index already.
-		_ = podInf.Informer().AddIndexers(cache.Indexers{controllerIndex: indexByController})
-	}
+	replicaset.IndexPodsByController(podInf.Informer())
 	jobInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.queue.AddObject,
 		UpdateFunc: func(_, obj any) { c.queue.AddObject(obj) },
@@ -138,22 +135,6 @@ func New(client kubernetes.Interface, f informers.SharedInformerFactory, log *sl
 	return c
 }
 
-// controllerIndex indexes pods by their controller's UID, and orphans by
-// "orphan/<namespace>". The replica controllers share the pod informer and
-// the index, so name and function agree with theirs.
-const controllerIndex = "skiff-controller-uid"
-
-func indexByController(obj any) ([]string, error) {
-	pod, ok := obj.(*v1.Pod)
-	if !ok {
-		return nil, nil
-	}
-	if ref := metav1.GetControllerOf(pod); ref != nil {
-		return []string{string(ref.UID)}, nil
-	}
-	return []string{"orphan/" + pod.Namespace}, nil
-}
-
 // jobKey is the key of the Job that controls pod, if a Job does.
 func jobKey(pod *v1.Pod) (string, bool) {
 	ref := metav1.GetControllerOf(pod)
@@ -192,7 +173,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		// is stale, and the events that bring them will wake it again.
 		return nil
 	}
-	objs, err := c.podIndex.ByIndex(controllerIndex, string(job.UID))
+	objs, err := c.podIndex.ByIndex(replicaset.ControllerIndex, string(job.UID))
 	if err != nil {
 		return err
 	}

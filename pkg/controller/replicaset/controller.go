@@ -83,10 +83,7 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		now:         time.Now,
 	}
 	c.queue = queue.New(c.sync, queue.Config{Name: k.name, Log: log, ConflictRetry: conflictRetry})
-	if _, ok := podInf.Informer().GetIndexer().GetIndexers()[controllerIndex]; !ok {
-		// Both kinds share the pod informer; the first adds the index.
-		_ = podInf.Informer().AddIndexers(cache.Indexers{controllerIndex: indexByController})
-	}
+	IndexPodsByController(podInf.Informer())
 	k.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.queue.AddObject,
 		UpdateFunc: func(_, obj any) { c.queue.AddObject(obj) },
@@ -105,10 +102,18 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 	return c
 }
 
-// controllerIndex indexes pods by their controller's UID, and orphans by
+// ControllerIndex indexes pods by their controller's UID, and orphans by
 // "orphan/<namespace>", so a sync looks only at the pods it may own rather
 // than at every pod in the namespace.
-const controllerIndex = "skiff-controller-uid"
+const ControllerIndex = "skiff-controller-uid"
+
+// IndexPodsByController adds ControllerIndex to the shared pod informer
+// unless another controller (the other replica kind, jobs) already has.
+func IndexPodsByController(pods cache.SharedIndexInformer) {
+	if _, ok := pods.GetIndexer().GetIndexers()[ControllerIndex]; !ok {
+		_ = pods.AddIndexers(cache.Indexers{ControllerIndex: indexByController})
+	}
+}
 
 func indexByController(obj any) ([]string, error) {
 	pod, ok := obj.(*v1.Pod)
@@ -125,7 +130,7 @@ func indexByController(obj any) ([]string, error) {
 func (c *Controller) candidates(o *owner) ([]*v1.Pod, error) {
 	var out []*v1.Pod
 	for _, key := range []string{string(o.meta.UID), "orphan/" + o.meta.Namespace} {
-		objs, err := c.podIndex.ByIndex(controllerIndex, key)
+		objs, err := c.podIndex.ByIndex(ControllerIndex, key)
 		if err != nil {
 			return nil, err
 		}
