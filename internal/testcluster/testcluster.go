@@ -5,10 +5,13 @@ package testcluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +30,8 @@ type Cluster struct {
 	URL        string
 	Server     server.Config // the configuration it runs with, for Restart
 
-	stop func()
+	stop    func()
+	stopErr error // a stop that timed out
 }
 
 // Options choose what runs besides etcd and the API server. The agent never
@@ -45,8 +49,32 @@ type Options struct {
 // ends.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
+	// A free port is found by listening and closing, so a test package
+	// running in parallel may take it before etcd or the API server binds
+	// it: then start again on other ports.
+	for attempt := 1; ; attempt++ {
+		c := &Cluster{}
+		c.DataDir, c.Server = t.TempDir(), config(t, opts)
+		c.Server.DataDir = c.DataDir
+		err := c.start()
+		if err == nil {
+			t.Cleanup(func() {
+				c.Stop()
+				if c.stopErr != nil {
+					t.Error(c.stopErr)
+				}
+			})
+			return c
+		}
+		if !strings.Contains(err.Error(), "in use") || attempt == 5 {
+			t.Fatalf("testcluster: %v", err)
+		}
+		t.Logf("testcluster: %v; starting again on other ports", err)
+	}
+}
+
+func config(t testing.TB, opts Options) server.Config {
 	cfg := server.Defaults()
-	cfg.DataDir = t.TempDir()
 	cfg.BindAddress = "127.0.0.1"
 	cfg.AdvertiseAddress = "127.0.0.1"
 	cfg.HTTPSPort = freePort(t)
@@ -66,14 +94,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Tweak != nil {
 		opts.Tweak(&cfg)
 	}
-	c := &Cluster{DataDir: cfg.DataDir, Server: cfg}
-	c.start(t)
-	t.Cleanup(c.Stop)
-	return c
+	return cfg
 }
 
-func (c *Cluster) start(t testing.TB) {
-	t.Helper()
+func (c *Cluster) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *server.Running, 1)
 	done := make(chan error, 1)
@@ -85,10 +109,10 @@ func (c *Cluster) start(t testing.TB) {
 		c.URL = r.URL
 	case err := <-done:
 		cancel()
-		t.Fatalf("testcluster: server did not start: %v", err)
+		return fmt.Errorf("server did not start: %w", err)
 	case <-time.After(60 * time.Second):
 		cancel()
-		t.Fatalf("testcluster: server not ready after 60s")
+		return errors.New("server not ready after 60s")
 	}
 	c.Client = kubernetes.NewForConfigOrDie(c.Config)
 	c.stop = func() {
@@ -96,9 +120,10 @@ func (c *Cluster) start(t testing.TB) {
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):
-			t.Errorf("testcluster: server did not stop within 30s")
+			c.stopErr = errors.New("testcluster: server did not stop within 30s")
 		}
 	}
+	return nil
 }
 
 // Stop stops the cluster; its data stays until the test ends.
@@ -113,7 +138,12 @@ func (c *Cluster) Stop() {
 func (c *Cluster) Restart(t testing.TB) {
 	t.Helper()
 	c.Stop()
-	c.start(t)
+	if c.stopErr != nil {
+		t.Error(c.stopErr)
+	}
+	if err := c.start(); err != nil {
+		t.Fatalf("testcluster: restart: %v", err)
+	}
 }
 
 func freePort(t testing.TB) int {
