@@ -481,9 +481,9 @@ func (s *Server) updateObject(ctx context.Context, res *resource, ns, name strin
 		rev, err := s.cfg.Store.Update(ctx, key, curRev, data, sides...)
 		commit(err == nil)
 		if errors.Is(err, storage.ErrConflict) {
-			if pinned && !fromCache {
-				return nil, false, apierrors.NewConflict(gr, name, errors.New(msgModified))
-			}
+			// Someone wrote in between: try again on the new copy. A request
+			// that named a resourceVersion then fails the check above with
+			// 409; a patch, which names none, applies to the new copy.
 			continue
 		}
 		if err != nil {
